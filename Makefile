@@ -1,0 +1,36 @@
+# jpq — set-up and main jobs. Everything installs into .venv on first use.
+# The torch requirement lives in one overridable variable: a plain `torch` would pull a multi-GB CUDA
+# build; e.g. `make install TORCH_SPEC="torch==2.13.0"` or point it at a CUDA wheel on a GPU machine.
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# the default sweep of `make run` (normalized size cost: strength x cost / cost of the 8-bit seed)
+RUN_STRENGTHS ?= 0.5,1,2,4
+RUN_DIR ?= outputs/make_run
+
+.PHONY: install run test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]" "$(TORCH_SPEC)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/jpq search -m strength=$(RUN_STRENGTHS) hydra.sweep.dir=$(RUN_DIR)
+	$(BIN)/jpq plot-pareto $(RUN_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check jpq tests scripts
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

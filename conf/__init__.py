@@ -1,0 +1,1 @@
+"""Hydra configuration files of jpq (installed as the package ``jpq.conf``)."""

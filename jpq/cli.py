@@ -1,0 +1,169 @@
+"""The ``jpq`` command: a thin dispatcher over the Hydra app and the report tools.
+
+::
+
+    jpq search [hydra overrides]          one run (or a sweep with -m), see conf/config.yaml
+    jpq cost [overrides] [bits=8] [run=DIR] [format=table|json]
+    jpq plot-pareto DIR [--x METRIC] [--y COLUMN] [--group-by COLUMN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jpq.errors import JpqError
+
+USAGE = """usage: jpq <command> [args]
+
+commands:
+  search       run warmup -> joint search -> fine-tune (Hydra overrides; -m for a sweep)
+  cost         cost of a seed network at a uniform precision, or of a finished run (run=DIR)
+  plot-pareto  collect every result.json under a folder: pareto.csv, plots and the front
+
+examples:
+  jpq search dataset=cifar10 model=resnet8 cost=ne16
+  jpq search -m strength=0.1,1,10
+  jpq cost model=resnet8 dataset=cifar10 bits=8 format=json
+  jpq plot-pareto outputs/
+"""
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _search(argv: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    from jpq.config import conf_dir, register_schema
+
+    register_schema()
+
+    @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
+    def app(cfg: DictConfig) -> None:
+        from jpq.pipeline import run
+
+        try:
+            run(cfg, HydraConfig.get().runtime.output_dir)
+        except JpqError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    sys.argv = ["jpq search", *argv]
+    app()
+    return 0
+
+
+def _compose(overrides: list[str]):  # noqa: ANN202 - DictConfig
+    from hydra import compose, initialize_config_dir
+
+    from jpq.config import conf_dir, register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="jpq"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _cost(argv: list[str]) -> int:
+    """``jpq cost``: per-layer table and totals under every cost model."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from jpq.cost import evaluate_all, per_layer_table, to_uniform
+
+    extra = {
+        k: v for k, _, v in (a.partition("=") for a in argv if a.split("=")[0] in ("bits", "run", "format"))
+    }
+    overrides = [a for a in argv if a.split("=")[0] not in ("bits", "run", "format")]
+    fmt = extra.get("format", "table")
+    if fmt not in ("table", "json"):
+        return _fail(f"format={fmt}: choose table or json")
+    if "run" in extra:
+        from jpq.export.load import load_run
+
+        net = load_run(Path(extra["run"]))
+        specs = net.layer_specs(fresh=True)
+    else:
+        from jpq.data.base import InputQuant
+        from jpq.pipeline import build_model
+        from jpq.search import convert
+
+        cfg = _compose(overrides)
+        try:
+            bits = int(extra.get("bits", "8"))
+        except ValueError:
+            return _fail(f"bits={extra['bits']} is not a number")
+        if bits not in (2, 4, 8):
+            return _fail(f"bits={bits}: choose 2, 4 or 8")
+        shape = tuple(cfg.dataset.input_shape)
+        model = build_model(cfg, cfg.dataset.num_classes, shape[0])
+        net = convert(model, torch.zeros(1, *shape), w_bits=(8,), a_bits=(8,), input_quant=InputQuant())
+        specs = to_uniform(net.layer_specs(fresh=True), bits, 8)
+    totals = evaluate_all(specs)
+    layers = per_layer_table(specs)
+    if fmt == "json":
+        keys = ("size_bits", "size_kb", "bitops", "mpic_cycles", "mpic_energy_uj", "ne16_cycles")
+        print(json.dumps({**{k: totals[k] for k in keys}, "layers": layers}))
+        return 0
+    console = Console()
+    t = Table(title="per-layer cost")
+    cols = list(layers[0].keys())
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("name", "op") else "right")
+    for row in layers:
+        t.add_row(*(f"{row[c]:,.0f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    console.print(t)
+    s = Table(title="totals")
+    for k in totals:
+        s.add_column(k, justify="right")
+    s.add_row(
+        *(f"{v:,.3f}" if k in ("size_kb", "mpic_energy_uj") else f"{v:,.0f}" for k, v in totals.items())
+    )
+    console.print(s)
+    return 0
+
+
+def _plot_pareto(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="jpq plot-pareto", description="Pareto fronts of every run under DIR")
+    p.add_argument("dir", type=Path)
+    p.add_argument(
+        "--x",
+        default=None,
+        help="cost metric: size_kb | bitops | mpic_cycles | ne16_cycles (default: one figure per metric)",
+    )
+    p.add_argument("--y", default="final_test_acc", help="accuracy column (default final_test_acc)")
+    p.add_argument("--group-by", default="method", help="one front per value of this column (default method)")
+    a = p.parse_args(argv)
+    from jpq.pareto.report import pareto_report
+
+    pareto_report(a.dir, x=a.x, y=a.y, group_by=a.group_by)
+    return 0
+
+
+COMMANDS = {"search": _search, "cost": _cost, "plot-pareto": _plot_pareto}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return _fail(f"unknown command {cmd!r}")
+    try:
+        return COMMANDS[cmd](rest) or 0
+    except JpqError as e:
+        return _fail(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

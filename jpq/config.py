@@ -1,0 +1,200 @@
+"""Typed configuration schema (Hydra ConfigStore) and the semantic checks run before any training.
+
+The schema makes typos (``strenght=1``) and non-numeric values (``strength=abc``) fail at compose
+time; :func:`validate` then checks what a type cannot express (ranges, bit-width sets, a cost model's
+limits) and raises :class:`ConfigError` with one clear line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from jpq.cost.spec import A_BITS_ALL, W_BITS_ALL
+from jpq.errors import ConfigError
+
+METHODS = ("joint", "mixprec", "edmips", "fixed", "pit", "pit_mixprec")
+PHASES = ("warmup", "search", "finetune")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def conf_dir() -> str:
+    """Absolute path of the configs: the source tree's ``conf/`` or the installed ``jpq.conf`` package."""
+    import jpq.conf
+
+    return str(Path(jpq.conf.__file__).resolve().parent)
+
+
+@dataclass
+class OptimCfg:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    scheduler: str = "exp"
+    gamma: float = 0.99
+    step_size: int = 7
+    milestones: list[int] = field(default_factory=list)
+    factors: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PhaseCfg:
+    epochs: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    patience: int = 50
+    early_stop_start: int = -1
+    monitor: str = "val_acc"
+    max_batches: int | None = None
+    optim: OptimCfg = field(default_factory=OptimCfg)
+
+
+@dataclass
+class TrainerCfg:
+    warmup: PhaseCfg = field(default_factory=PhaseCfg)
+    search: PhaseCfg = field(default_factory=PhaseCfg)
+    finetune: PhaseCfg = field(default_factory=PhaseCfg)
+    arch_optim: OptimCfg = field(
+        default_factory=lambda: OptimCfg(
+            name="sgd", lr=1e-2, weight_decay=0.0, momentum=0.9, scheduler="exp", gamma=0.99
+        )
+    )
+    strength_schedule: str = "constant"  # constant | incremental (§6.1)
+
+
+@dataclass
+class DatasetCfg:
+    name: str = MISSING
+    num_classes: int = MISSING
+    input_shape: list[int] = MISSING
+    download: bool = False
+    limit_train: int | None = None  # use only the first N training samples (CPU recipes, smoke runs)
+    val_size: int | None = None
+    class_weights: bool = False
+
+
+@dataclass
+class MethodCfg:
+    name: str = "joint"
+    w_bits: Any = field(default_factory=lambda: [0, 2, 4, 8])
+    a_bits: Any = field(default_factory=lambda: [8])
+    per_layer: bool = False
+
+
+@dataclass
+class SamplerCfg:
+    name: str = "softmax"
+    temperature: float = 1.0
+    decay: float = 0.955997481833100  # exp(-0.045), §3.4
+    gumbel_hard: bool = False
+
+
+@dataclass
+class WarmupCfg:
+    init_from: str | None = None  # a state_dict checkpoint of the seed network
+
+
+@dataclass
+class Config:
+    dataset: DatasetCfg = MISSING
+    model: Any = MISSING
+    method: MethodCfg = field(default_factory=MethodCfg)
+    sampler: SamplerCfg = field(default_factory=SamplerCfg)
+    cost: Any = MISSING
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    warmup: WarmupCfg = field(default_factory=WarmupCfg)
+    strength: float = 0.0
+    seed: int = 14
+    device: str = "auto"
+    data_dir: str = "data"
+    cache_dir: str = "outputs/.cache"
+    phases: list[str] = field(default_factory=lambda: list(PHASES))
+    keep_alive: bool = True
+    deterministic: bool = False
+    progress: bool = True
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="jpq_schema", node=Config)
+
+
+def _bits(value: Any, allowed: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """A bit-width set from an int, a list or a comma string; refuses empty sets and unknown widths."""
+    items = value if isinstance(value, list | tuple) or OmegaConf.is_list(value) else [value]
+    if isinstance(value, str):
+        items = [v for v in value.split(",") if v.strip()]
+    out = []
+    for v in items:
+        try:
+            b = int(str(v).strip())
+        except ValueError:
+            raise ConfigError(f"{what}: {v!r} is not a number; use bit-widths from {set(allowed)}") from None
+        if b not in allowed:
+            raise ConfigError(f"{what}: {b} bits is not supported; choose from {sorted(allowed)}")
+        out.append(b)
+    if not out:
+        raise ConfigError(f"{what} is empty; choose bit-widths from {sorted(allowed)}")
+    return tuple(sorted(set(out)))
+
+
+def w_bits_of(cfg: DictConfig) -> tuple[int, ...]:
+    return _bits(cfg.method.w_bits, W_BITS_ALL, "method.w_bits")
+
+
+def a_bits_of(cfg: DictConfig) -> tuple[int, ...]:
+    if (
+        isinstance(cfg.method.a_bits, int)
+        and cfg.method.a_bits == 0
+        or (OmegaConf.is_list(cfg.method.a_bits) and 0 in list(cfg.method.a_bits))
+    ):
+        raise ConfigError("method.a_bits: 0 bits is not allowed for activations (only weights can be pruned)")
+    return _bits(cfg.method.a_bits, A_BITS_ALL, "method.a_bits")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Semantic checks before any data is loaded or any epoch trained; raises ConfigError."""
+    if cfg.strength < 0:
+        raise ConfigError(f"strength must be >= 0, got {cfg.strength}")
+    if cfg.method.name not in METHODS:
+        raise ConfigError(f"method.name={cfg.method.name!r}: choose one of {', '.join(METHODS)}")
+    w_bits = w_bits_of(cfg)
+    a_bits_of(cfg)  # raises on a bad activation set
+    if w_bits == (0,):
+        raise ConfigError("method.w_bits=(0,) would prune every channel; add a non-zero bit-width")
+    from jpq.search.sampler import SAMPLERS
+
+    if cfg.sampler.name not in SAMPLERS:
+        raise ConfigError(f"sampler.name={cfg.sampler.name!r}: choose one of {', '.join(SAMPLERS)}")
+    if not cfg.sampler.temperature > 0:
+        raise ConfigError(f"sampler.temperature must be > 0, got {cfg.sampler.temperature}")
+    if not 0 < cfg.sampler.decay <= 1:
+        raise ConfigError(f"sampler.decay must be in (0, 1], got {cfg.sampler.decay}")
+    bad = [p for p in cfg.phases if p not in PHASES]
+    if bad or not cfg.phases:
+        raise ConfigError(f"phases={list(cfg.phases)}: use a non-empty subset of {list(PHASES)}")
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r}: choose one of {', '.join(DEVICES)}")
+    if cfg.trainer.strength_schedule not in ("constant", "incremental"):
+        raise ConfigError(
+            f"trainer.strength_schedule={cfg.trainer.strength_schedule!r}: constant or incremental"
+        )
+    from jpq.train.optim import OptimConfig
+
+    for name in ("warmup", "search", "finetune"):
+        ph = cfg.trainer[name]
+        if ph.epochs < 0 or ph.batch_size < 1 or ph.patience < 1:
+            raise ConfigError(f"trainer.{name}: epochs must be >= 0, batch_size and patience >= 1")
+        if ph.monitor not in ("val_acc", "val_loss"):
+            raise ConfigError(f"trainer.{name}.monitor={ph.monitor!r}: val_acc or val_loss")
+        if ph.max_batches is not None and ph.max_batches < 1:
+            raise ConfigError(f"trainer.{name}.max_batches must be >= 1 or null")
+        OptimConfig(**OmegaConf.to_container(ph.optim)).validate(f"trainer.{name}.optim")
+    OptimConfig(**OmegaConf.to_container(cfg.trainer.arch_optim)).validate("trainer.arch_optim")
+    if "name" not in cfg.cost:
+        raise ConfigError("cost: the cost config needs a 'name'")

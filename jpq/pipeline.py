@@ -1,0 +1,409 @@
+"""One run: warmup -> joint search -> discretize -> fine-tune -> report (the paper's Fig. 1, §6.1).
+
+``run(cfg, run_dir)`` is what ``jpq search`` calls for every job; it writes ``result.json``/``result.csv``
+(one Pareto point), ``arch.json`` (the architecture and its per-layer costs), ``history.csv`` (per
+epoch) and checkpoints into ``run_dir``. A job whose ``result.json`` exists is skipped; an interrupted
+job continues from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import Tensor, nn
+
+from jpq.config import a_bits_of, validate, w_bits_of
+from jpq.cost import evaluate_all, get_cost, per_layer_table, to_uniform
+from jpq.cost.spec import LayerSpec
+from jpq.data import DataBundle, load_dataset
+from jpq.errors import ConfigError, RunDirError
+from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from jpq.pareto.records import write_result
+from jpq.search import SearchableNet, convert
+from jpq.train.cache import cache_key, cached
+from jpq.train.loop import FitResult, PhaseSpec, fit
+from jpq.train.optim import OptimConfig, make_optimizer, make_scheduler, split_decay
+
+console = Console(stderr=True)
+
+
+# -- building blocks --------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_cost(cost_cfg: DictConfig) -> tuple[Any, bool]:
+    """The cost model of the search loss and whether it is normalised by the 8-bit seed's cost."""
+    c = OmegaConf.to_container(cost_cfg, resolve=True)
+    assert isinstance(c, dict)
+    normalize = bool(c.pop("normalize", True))
+    name = c.pop("name")
+    model = instantiate(c) if "_target_" in c else get_cost(name, **c)
+    return model, normalize
+
+
+def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        return instantiate(cfg.model, num_classes=num_classes, in_channels=in_channels)
+    except Exception as e:  # noqa: BLE001 - instantiate wraps import and argument errors
+        raise ConfigError(f"cannot build model {cfg.model.get('_target_', '?')}: {e}") from e
+
+
+def load_data(cfg: DictConfig) -> DataBundle:
+    d = cfg.dataset
+    opts: dict[str, Any] = {"download": d.download, "seed": cfg.seed}
+    if d.val_size is not None:
+        opts["val_size"] = d.val_size
+    if d.name == "gsc":
+        opts["class_weights"] = d.class_weights
+    if d.name != "digits":
+        opts["progress"] = cfg.progress
+    data = load_dataset(d.name, cfg.data_dir, **opts)
+    if tuple(data.input_shape) != tuple(d.input_shape) or data.num_classes != d.num_classes:
+        raise ConfigError(
+            f"dataset {d.name}: config says input {tuple(d.input_shape)} / {d.num_classes} "
+            f"classes, the data has {tuple(data.input_shape)} / {data.num_classes}"
+        )
+    if d.limit_train is not None:
+        from jpq.data.base import Split
+
+        data.train = Split(data.train.x[: d.limit_train], data.train.y[: d.limit_train])
+    return data
+
+
+def phase_spec(cfg: DictConfig, name: str) -> PhaseSpec:
+    p = cfg.trainer[name]
+    return PhaseSpec(
+        name=name,
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        eval_batch_size=p.eval_batch_size,
+        patience=p.patience,
+        early_stop_start=p.early_stop_start,
+        monitor=p.monitor,
+        max_batches=p.max_batches,
+    )
+
+
+def optim_cfg(node: DictConfig) -> OptimConfig:
+    return OptimConfig(**OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
+
+
+class SearchCost:
+    """``strength(epoch) * cost(specs) / cost_8bit`` evaluated once per step on the last forward's theta.
+
+    Incremental schedule (§6.1): ``min(s/100 + e * 0.99 s / floor(N/2), s)``.
+    """
+
+    def __init__(
+        self, net: SearchableNet, cost_model: Any, strength: float, schedule: str, epochs: int, scale: float
+    ) -> None:
+        self.net, self.cost_model, self.strength = net, cost_model, strength
+        self.schedule, self.epochs, self.scale = schedule, epochs, scale
+
+    def strength_at(self, epoch: int) -> float:
+        if self.schedule == "constant":
+            return self.strength
+        half = max(1, self.epochs // 2)
+        return min(self.strength / 100 + epoch * 0.99 * self.strength / half, self.strength)
+
+    def __call__(self, *, fresh: bool = False) -> Tensor:
+        return self.cost_model(self.net.layer_specs(fresh=fresh)) / self.scale
+
+
+def reference_cost(cost_model: Any, specs: list[LayerSpec]) -> float:
+    """Cost of the same seed with every channel and activation at 8 bits (normalisation, issue 4)."""
+    return float(cost_model(to_uniform(specs, 8, 8)))
+
+
+# -- the run ----------------------------------------------------------------------------------------
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    data: DataBundle
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | None, bool]:
+    """Phase 1 (float, BN): cached by a key of everything that determines it."""
+    cfg, data = ctx.cfg, ctx.data
+    model = build_model(cfg, data.num_classes, data.input_shape[0])
+    init = cfg.warmup.init_from
+    if init:
+        path = Path(init)
+        if not path.is_file():
+            raise ConfigError(f"warmup.init_from={init}: no such file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"warmup.init_from={init}: not a state_dict of this model ({e})") from e
+    if "warmup" not in cfg.phases or cfg.trainer.warmup.epochs == 0:
+        return model.to(ctx.device), None, False
+    key = cache_key(
+        {
+            "dataset": OmegaConf.to_container(cfg.dataset),
+            "model": OmegaConf.to_container(cfg.model),
+            "warmup": OmegaConf.to_container(cfg.trainer.warmup),
+            "seed": cfg.seed,
+            "init_from": init,
+            "init_mtime": Path(init).stat().st_mtime if init else None,
+        }
+    )
+    path = Path(cfg.cache_dir) / "warmup" / f"{data.name}-{key}.pt"
+
+    def train() -> dict[str, Any]:
+        console.log(f"warmup: training the float seed (cache miss, key {key})")
+        m = model.to(ctx.device)
+        spec = phase_spec(cfg, "warmup")
+        oc = optim_cfg(cfg.trainer.warmup.optim)
+        opt = make_optimizer([{"params": [p for p in m.parameters() if p.requires_grad]}], oc)
+        res = fit(
+            m,
+            data,
+            spec,
+            [(opt, make_scheduler(opt, oc, spec.epochs))],
+            seed=cfg.seed,
+            ckpt_dir=ctx.run_dir / "checkpoints",
+            progress=progress,
+        )
+        return {"state": _cpu_state(m), "result": asdict(res)}
+
+    payload, hit = cached(path, train)
+    if hit:
+        console.log(f"warmup: cache hit {path}")
+    model.load_state_dict(payload["state"])
+    return model.to(ctx.device), FitResult(**payload["result"]), hit
+
+
+def search_and_finetune(
+    ctx: RunContext, seed_model: nn.Module, progress: Progress
+) -> tuple[SearchableNet, FitResult | None, FitResult | None, dict[str, Any]]:
+    cfg, data = ctx.cfg, ctx.data
+    w_bits, a_bits = w_bits_of(cfg), a_bits_of(cfg)
+    example = data.train.x[: min(2, len(data.train))].cpu()
+    net = convert(
+        seed_model.cpu(),
+        example,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        sampler=cfg.sampler.name,
+        gumbel_hard=cfg.sampler.gumbel_hard,
+        temperature=cfg.sampler.temperature,
+        per_layer=cfg.method.per_layer,
+        input_quant=data.input_quant,
+        keep_alive=cfg.keep_alive,
+    )
+    net.to(ctx.device)
+    cost_model, normalize = build_cost(cfg.cost)
+    scale = reference_cost(cost_model, net.layer_specs(fresh=True)) if normalize else 1.0
+    ckpt = ctx.run_dir / "checkpoints"
+    searchable = bool(net.arch_parameters()) and (len(w_bits) > 1 or len(a_bits) > 1)
+    search_res = None
+    if "search" in cfg.phases and searchable and cfg.trainer.search.epochs > 0:
+        spec = phase_spec(cfg, "search")
+        oc, ac = optim_cfg(cfg.trainer.search.optim), optim_cfg(cfg.trainer.arch_optim)
+        opt_w = make_optimizer(
+            split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
+        )
+        opt_a = make_optimizer([{"params": net.arch_parameters()}], ac)
+        term = SearchCost(
+            net, cost_model, float(cfg.strength), cfg.trainer.strength_schedule, spec.epochs, scale
+        )
+        decay = float(cfg.sampler.decay)
+
+        def anneal(epoch: int) -> dict[str, float]:
+            net.set_temperature(net.state.temperature * decay)
+            return {"temperature": net.state.temperature}
+
+        search_res = fit(
+            net,
+            data,
+            spec,
+            [
+                (opt_w, make_scheduler(opt_w, oc, spec.epochs)),
+                (opt_a, make_scheduler(opt_a, ac, spec.epochs)),
+            ],
+            seed=cfg.seed + 1,
+            cost_term=term,
+            on_epoch_end=anneal,
+            ckpt_dir=ckpt,
+            progress=progress,
+        )
+    net.discretize()
+    ft_res = None
+    if "finetune" in cfg.phases and cfg.trainer.finetune.epochs > 0:
+        spec = phase_spec(cfg, "finetune")
+        oc = optim_cfg(cfg.trainer.finetune.optim)
+        opt = make_optimizer(
+            split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
+        )
+        ft_res = fit(
+            net,
+            data,
+            spec,
+            [(opt, make_scheduler(opt, oc, spec.epochs))],
+            seed=cfg.seed + 2,
+            ckpt_dir=ckpt,
+            progress=progress,
+        )
+    return net, search_res, ft_res, {"cost_scale": scale, "cost_normalized": normalize}
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run one job; returns the result record (also written to ``run_dir``)."""
+    run_dir = Path(run_dir)
+    done = run_dir / "result.json"
+    if done.exists():
+        import json
+
+        console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
+        return json.loads(done.read_text())
+    validate(cfg)
+    cost_model, _ = build_cost(cfg.cost)
+    in_bits = (8,) if cfg.dataset.name == "gsc" else a_bits_of(cfg)
+    cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    t0 = time.perf_counter()
+    data = load_data(cfg).to(device)
+    ctx = RunContext(cfg, run_dir, device, data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _progress(cfg.progress) as progress:
+        tw = time.perf_counter()
+        seed_model, warm_res, warm_hit = warmup(ctx, progress)
+        wall_warm = time.perf_counter() - tw
+        net, search_res, ft_res, extra = search_and_finetune(ctx, seed_model, progress)
+    net.eval()
+    specs = net.layer_specs(fresh=True)
+    costs = evaluate_all(specs)
+    final = ft_res or search_res
+    if final is None:  # nothing trained after the conversion: evaluate the discrete network as is
+        from jpq.train.loop import evaluate
+
+        bs = cfg.trainer.finetune.eval_batch_size
+        _, v_acc = evaluate(net, data.val, bs)
+        _, t_acc = evaluate(net, data.test, bs)
+    else:
+        v_acc, t_acc = final.val_acc, final.test_acc
+    record: dict[str, Any] = {
+        "dataset": cfg.dataset.name,
+        "model": _model_name(cfg),
+        "method": cfg.method.name,
+        "sampler": cfg.sampler.name,
+        "cost": cfg.cost.name,
+        "strength": float(cfg.strength),
+        "seed": cfg.seed,
+        "w_bits": ",".join(map(str, w_bits_of(cfg))),
+        "a_bits": ",".join(map(str, a_bits_of(cfg))),
+        "warmup_val_acc": warm_res.val_acc if warm_res else math.nan,
+        "warmup_test_acc": warm_res.test_acc if warm_res else math.nan,
+        "search_val_acc": search_res.val_acc if search_res else math.nan,
+        "final_val_acc": v_acc,
+        "final_test_acc": t_acc,
+        **costs,
+        "wall_s_warmup": wall_warm,
+        "warmup_cache_hit": warm_hit,
+        "wall_s_search": search_res.wall_s if search_res else 0.0,
+        "wall_s_finetune": ft_res.wall_s if ft_res else 0.0,
+        "wall_s_total": time.perf_counter() - t0,
+        "run_dir": str(run_dir),
+    }
+    for k, v in (final.extra_test_acc if final else {}).items():
+        record[f"final_test_acc_{k}"] = v
+    record.update(extra)
+    arch = net.arch()
+    table = per_layer_table(specs)
+    for layer, row in zip(arch["layers"], table, strict=True):
+        layer["costs"] = {k: v for k, v in row.items() if k not in layer}
+    atomic_write_json(run_dir / "arch.json", arch)
+    rows = [r for res in (warm_res, search_res, ft_res) if res for r in res.history]
+    atomic_write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
+    atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"state_dict": _cpu_state(net)})
+    write_result(run_dir, record)
+    _summary(record, arch)
+    return record
+
+
+def _cpu_state(m: nn.Module) -> dict[str, Any]:
+    return {k: v.cpu() if isinstance(v, Tensor) else v for k, v in m.state_dict().items()}
+
+
+def _model_name(cfg: DictConfig) -> str:
+    target = str(cfg.model.get("_target_", "model"))
+    return target.rsplit(".", 1)[-1].lower()
+
+
+def _summary(rec: dict[str, Any], arch: dict[str, Any]) -> None:
+    t = Table(
+        title=f"jpq {rec['method']} on {rec['dataset']}/{rec['model']}  strength={rec['strength']:g} "
+        f"cost={rec['cost']}"
+    )
+    for col in ("layer", "kept", "w0", "w2", "w4", "w8", "a_bits"):
+        t.add_column(col, justify="right" if col != "layer" else "left")
+    for layer in arch["layers"]:
+        c = layer["w_bits_counts"]
+        t.add_row(
+            layer["name"],
+            f"{layer['kept']}/{layer['c_out']}",
+            *(str(c[k]) for k in ("0", "2", "4", "8")),
+            str(layer["a_bits"] if layer["a_bits"] is not None else "float"),
+        )
+    console.print(t)
+    s = Table(show_header=True)
+    for col in ("warmup test %", "final test %", "size kB", "BitOps", "MPIC cycles", "NE16 cycles", "wall s"):
+        s.add_column(col, justify="right")
+    s.add_row(
+        f"{rec['warmup_test_acc']:.2f}",
+        f"{rec['final_test_acc']:.2f}",
+        f"{rec['size_kb']:.3f}",
+        f"{rec['bitops']:.3e}",
+        f"{rec['mpic_cycles']:,.0f}",
+        f"{rec['ne16_cycles']:,.0f}",
+        f"{rec['wall_s_total']:.1f}",
+    )
+    console.print(s)
+
+
+__all__ = ["RunDirError", "build_cost", "build_model", "load_data", "run"]

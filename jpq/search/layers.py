@@ -1,0 +1,115 @@
+"""Searchable Conv/Linear layers: one conv on the mixed weight tensor (algorithm.md §4).
+
+::
+
+    theta_W = sample(alpha_W^g)                                  (P, C_out)
+    W_eff   = sum_i theta_W[i] * Q_{p_i}(W)                      per output channel
+    b_eff   = quantize_bias(b, s_a_eff(theta_A_in) * s_w_eff(theta_W))
+    y       = conv(x, W_eff, b_eff)
+    out     = sum_j theta_A[j] * PACT_{a_j}(y)      (identity for the output group)
+
+The layer holds references to its group quantizer (shared with the other members) and to the
+activation quantizer of its *input* (the producer group's, or the network-input quantizer); both are
+registered once elsewhere, so they are stored as plain attributes here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jpq.quant import channel_scales, mixed_weight, quantize_bias
+from jpq.search.quantizers import ActQuantizer, GroupQuantizer
+
+
+class SearchLayer(nn.Module):
+    """Common part of searchable Conv1d/Conv2d/Linear: folded weight and bias (every layer has a bias)."""
+
+    op: str  # "conv" | "dw" | "linear"
+
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None, group: GroupQuantizer, in_quant: ActQuantizer | None
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        b = torch.zeros(weight.shape[0]) if bias is None else bias.detach().clone()
+        self.bias = nn.Parameter(b)
+        object.__setattr__(self, "group", group)  # shared: not a submodule of this layer
+        object.__setattr__(self, "in_quant", in_quant)
+
+    def quantized_params(self) -> tuple[Tensor, Tensor]:
+        """Mixed (fake-quantized) weight and bias of this forward call."""
+        g: GroupQuantizer = self.group  # type: ignore[assignment]
+        theta = g.theta()
+        w = mixed_weight(self.weight, theta, g.bits_t)
+        s_w = (theta * channel_scales(self.weight, g.bits_t).squeeze(-1)).sum(0)  # (C,)
+        iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
+        s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
+        b = quantize_bias(self.bias, s_a * s_w)
+        return w, b
+
+    def _linear_op(self, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        w, b = self.quantized_params()
+        y = self._linear_op(x, w, b)
+        act = self.group.act  # type: ignore[attr-defined]
+        return y if act is None else act(y)
+
+
+class SearchConv(SearchLayer):
+    """Searchable Conv1d/Conv2d, standard or depthwise."""
+
+    def __init__(
+        self,
+        conv: nn.Conv1d | nn.Conv2d,
+        group: GroupQuantizer,
+        in_quant: ActQuantizer | None,
+        bias: Tensor | None = None,
+    ) -> None:
+        super().__init__(conv.weight, conv.bias if bias is None else bias, group, in_quant)
+        self.dims = 1 if isinstance(conv, nn.Conv1d) else 2
+        self.stride = conv.stride
+        self.padding = conv.padding
+        self.dilation = conv.dilation
+        self.groups = conv.groups
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+        self.kernel_size = conv.kernel_size
+        self.op = "dw" if conv.groups > 1 else "conv"
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"padding_mode {conv.padding_mode!r} is not supported (only 'zeros')")
+
+    def _linear_op(self, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        f = F.conv2d if self.dims == 2 else F.conv1d
+        return f(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+
+class SearchLinear(SearchLayer):
+    """Searchable Linear."""
+
+    op = "linear"
+
+    def __init__(
+        self, lin: nn.Linear, group: GroupQuantizer, in_quant: ActQuantizer | None, bias: Tensor | None = None
+    ) -> None:
+        super().__init__(lin.weight, lin.bias if bias is None else bias, group, in_quant)
+        self.in_features = lin.in_features
+        self.out_features = lin.out_features
+
+    def _linear_op(self, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        return F.linear(x, w, b)
+
+
+class GroupAct(nn.Module):
+    """Re-quantizes an add output with its group's activation quantizer (§1.1 Adds)."""
+
+    def __init__(self, group: GroupQuantizer) -> None:
+        super().__init__()
+        object.__setattr__(self, "group", group)
+
+    def forward(self, x: Tensor) -> Tensor:
+        act = self.group.act  # type: ignore[attr-defined]
+        return x if act is None else act(x)

@@ -1,0 +1,218 @@
+"""Search quantizers of one sharing group (algorithm.md §1.4, §3.1): per-channel weight-precision logits
+and the activation-precision logits with one PACT clip per precision.
+
+One :class:`GroupQuantizer` is shared by every Conv/Linear (and add) of its group, so all of them get the
+same per-channel assignment and the same activation quantizer. :class:`ActQuantizer` alone is the
+network-input quantizer (§1.5).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from jpq.cost.spec import A_BITS_ALL, W_BITS_ALL
+from jpq.quant import act_scale, mixed_pact
+from jpq.search.sampler import SamplerState, one_hot_argmax, sample
+
+
+def _init_logits(bits: Sequence[int]) -> Tensor:
+    """``alpha[i] = p_i / max(P)`` (§3.1): [0, .25, .5, 1] for (0, 2, 4, 8)."""
+    top = max(bits)
+    return torch.tensor([b / top for b in bits], dtype=torch.float32)
+
+
+def _selector(bits: Sequence[int], all_bits: Sequence[int]) -> Tensor:
+    """(len(all_bits), len(bits)) 0/1 matrix placing a per-``bits`` vector into the global layout."""
+    m = torch.zeros(len(all_bits), len(bits))
+    for j, b in enumerate(bits):
+        m[all_bits.index(b), j] = 1.0
+    return m
+
+
+class ActQuantizer(nn.Module):
+    """Mixture of PACT quantizers over the activation precisions ``bits`` (§2.2, §4).
+
+    ``signed`` selects the signed PACT of the KWS/ImageNet input (clips ``lo``/``hi``).
+    With a single precision ``theta`` is the constant 1 and the logits are inert.
+    """
+
+    def __init__(
+        self,
+        bits: Sequence[int],
+        state: SamplerState,
+        *,
+        clip: float = 6.0,
+        signed: bool = False,
+        lo: float = -6.0,
+    ) -> None:
+        super().__init__()
+        bad = [b for b in bits if b not in A_BITS_ALL]
+        if not bits or bad:
+            raise ValueError(f"activation bits must be a non-empty subset of {A_BITS_ALL}, got {tuple(bits)}")
+        self.bits = tuple(int(b) for b in bits)
+        self.signed = signed
+        self.state = state
+        self.frozen = False
+        self.alpha = nn.Parameter(_init_logits(self.bits))
+        self.clip_val = nn.Parameter(torch.full((len(bits),), float(clip)))
+        self.clip_lo = nn.Parameter(torch.full((len(bits),), float(lo))) if signed else None
+        self.register_buffer("bits_t", torch.tensor(self.bits), persistent=False)
+        self.register_buffer("sel", _selector(self.bits, A_BITS_ALL), persistent=False)
+        self.last_theta: Tensor | None = None
+
+    def theta(self) -> Tensor:
+        if len(self.bits) == 1:
+            return torch.ones(1, device=self.alpha.device)
+        if self.frozen:
+            return one_hot_argmax(self.alpha.detach())
+        return sample(self.alpha, self.state, self.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        th = self.theta()
+        self.last_theta = th
+        return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo)
+
+    def current_theta(self) -> Tensor:
+        """theta of the last forward call, or the argmax when none happened yet."""
+        if self.last_theta is not None:
+            return self.last_theta
+        return (
+            torch.ones(1, device=self.alpha.device)
+            if len(self.bits) == 1
+            else one_hot_argmax(self.alpha.detach())
+        )
+
+    def expected_scale(self, theta: Tensor) -> Tensor:
+        """``s_a_eff = sum_j theta_j * clip_j / (2^a_j - 1)`` with clips detached (§2.3)."""
+        lo = None if self.clip_lo is None else self.clip_lo.detach()
+        return (theta * act_scale(self.clip_val.detach(), self.bits_t, lo)).sum()
+
+    def probs_all(self, theta: Tensor) -> Tensor:
+        """theta placed into the global ``A_BITS_ALL`` layout (for LayerSpec.a_in)."""
+        return self.sel @ theta
+
+    def chosen_bits(self) -> int:
+        return self.bits[int(torch.argmax(self.alpha.detach()))] if len(self.bits) > 1 else self.bits[0]
+
+
+class GroupQuantizer(nn.Module):
+    """Weight-precision logits of a sharing group plus its activation quantizer.
+
+    ``alpha`` has shape (|P_W|, C_g) for the per-channel search, (|P_W|, 1) for the per-layer one
+    (EdMIPS-like baseline, §1.2). ``act`` is None for the output group, whose logits stay float (§1.4).
+    """
+
+    def __init__(
+        self,
+        index: int,
+        channels: int,
+        w_bits: Sequence[int],
+        a_bits: Sequence[int] | None,
+        state: SamplerState,
+        *,
+        per_layer: bool = False,
+        keep_alive: bool = True,
+        clip: float = 6.0,
+        members: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        bad = [b for b in w_bits if b not in W_BITS_ALL]
+        if not w_bits or bad:
+            raise ValueError(f"weight bits must be a non-empty subset of {W_BITS_ALL}, got {tuple(w_bits)}")
+        if list(w_bits) != sorted(w_bits) or len(set(w_bits)) != len(w_bits):
+            raise ValueError(f"weight bits must be sorted and unique, got {tuple(w_bits)}")
+        self.index = index
+        self.channels = channels
+        self.w_bits = tuple(int(b) for b in w_bits)
+        self.members = tuple(members)
+        self.per_layer = per_layer
+        self.keep_alive = keep_alive
+        self.state = state
+        self.frozen = False
+        cols = 1 if per_layer else channels
+        self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
+        self.register_buffer("bits_t", torch.tensor(self.w_bits), persistent=False)
+        self.register_buffer("sel", _selector(self.w_bits, W_BITS_ALL), persistent=False)
+        self.act = ActQuantizer(a_bits, state, clip=clip) if a_bits is not None else None
+        self.last_theta: Tensor | None = None
+        self._frozen_theta: Tensor | None = None
+        self._warned = False
+
+    @property
+    def is_output(self) -> bool:
+        return self.act is None
+
+    @property
+    def can_prune(self) -> bool:
+        return 0 in self.w_bits
+
+    # -- theta -------------------------------------------------------------------------------------
+    def argmax_theta(self) -> Tensor:
+        """One-hot (P, C) of the argmax (§3.5), with the keep-alive rule when enabled (§11 item 5)."""
+        a = self.alpha.detach()
+        th = one_hot_argmax(a)
+        if self.can_prune and self.w_bits[0] == 0 and not self.per_layer and bool((th[0] == 1).all()):
+            if self.keep_alive:
+                # keep the channel whose best non-zero precision is closest to winning
+                margin = a[1:].amax(0) - a[0]
+                c = int(torch.argmax(margin))
+                th[:, c] = 0.0
+                th[1 + int(torch.argmax(a[1:, c])), c] = 1.0
+            elif not self._warned:
+                warnings.warn(
+                    f"sharing group {self.index} ({', '.join(self.members)}) is fully pruned: its "
+                    "output is all zeros (keep_alive is off)",
+                    stacklevel=2,
+                )
+                self._warned = True
+        return th.expand(-1, self.channels) if self.per_layer else th
+
+    def theta(self) -> Tensor:
+        """Sample theta (P, C) for one member's forward call."""
+        if len(self.w_bits) == 1:
+            th = torch.ones(1, self.channels, device=self.alpha.device)
+        elif self.frozen:
+            if self._frozen_theta is None:
+                self._frozen_theta = self.argmax_theta()
+            th = self._frozen_theta
+        elif not self.training:
+            th = self.argmax_theta()
+        else:
+            th = sample(self.alpha, self.state, True)
+            if self.per_layer:
+                th = th.expand(-1, self.channels)
+        self.last_theta = th
+        return th
+
+    def current_theta(self) -> Tensor:
+        """theta of the last forward call (what the cost must see, §5.1), else the argmax."""
+        return self.last_theta if self.last_theta is not None else self.theta()
+
+    def freeze(self) -> None:
+        """Discretize: alphas frozen, argmax assignment (§3.5, §6.1 fine-tune)."""
+        self.frozen = True
+        self.alpha.requires_grad_(False)
+        self._frozen_theta = None
+        self.last_theta = None
+        if self.act is not None:
+            self.act.frozen = True
+            self.act.alpha.requires_grad_(False)
+            self.act.last_theta = None
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def channel_bits(self) -> list[int]:
+        """Chosen precision per output channel (0 = pruned)."""
+        idx = torch.argmax(self.argmax_theta(), dim=0)
+        return [self.w_bits[int(i)] for i in idx]
+
+    def init_rescale(self) -> float:
+        """``1 / sum_{p != 0} theta_init[p]`` (§3.3): 1.1770 for (0, 2, 4, 8) at T = 1."""
+        if not self.can_prune:
+            return 1.0
+        logits = _init_logits(self.w_bits) / self.state.temperature
+        th = torch.softmax(logits, 0)
+        return float(1.0 / th[1:].sum())

@@ -1,0 +1,79 @@
+"""Sampling of the architecture coefficients ``theta`` from the logits ``alpha`` (algorithm.md §3.2).
+
+| sampler        | training                                   | eval                          |
+|----------------|--------------------------------------------|-------------------------------|
+| ``softmax``    | ``softmax(alpha / T)``                     | one-hot argmax (STE)          |
+| ``gumbel``     | ``gumbel_softmax(alpha, T, hard)``          | one-hot argmax (STE)          |
+| ``hard``       | STE-argmax of ``softmax(alpha / T)``        | same                          |
+
+``dim=0`` is always the precision axis; every channel is normalised on its own. Gumbel noise is drawn
+anew at every call, so members of one sharing group get independent samples (§11 item 7).
+Temperature annealing (§3.4): ``T <- T * decay`` after every search epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SAMPLERS = ("softmax", "gumbel", "hard")
+#: per-epoch temperature decay of the CIFAR-10 and KWS scripts (§3.4)
+DEFAULT_DECAY = math.exp(-0.045)
+
+
+class _STEArgmax(torch.autograd.Function):
+    """Forward: one-hot argmax along dim 0 (ties -> lowest index, §3.5). Backward: identity."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return one_hot_argmax(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad
+
+
+def one_hot_argmax(x: Tensor) -> Tensor:
+    """One-hot of ``argmax(x, dim=0)`` laid out like ``x``; torch.argmax returns the first maximum."""
+    idx = torch.argmax(x, dim=0, keepdim=True)
+    return torch.zeros_like(x).scatter_(0, idx, 1.0)
+
+
+def ste_argmax(x: Tensor) -> Tensor:
+    return _STEArgmax.apply(x)
+
+
+@dataclass
+class SamplerState:
+    """Shared by every quantizer of one network: which sampler, and the current temperature."""
+
+    name: str = "softmax"
+    temperature: float = 1.0
+    gumbel_hard: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; choose one of {', '.join(SAMPLERS)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+def sample(alpha: Tensor, state: SamplerState, training: bool) -> Tensor:
+    """``theta`` from ``alpha`` (P, ...) per the sampler table above."""
+    t = state.temperature
+    if not training:
+        return ste_argmax(F.softmax(alpha / t, dim=0))
+    if state.name == "softmax":
+        return F.softmax(alpha / t, dim=0)
+    if state.name == "hard":
+        return ste_argmax(F.softmax(alpha / t, dim=0))
+    return F.gumbel_softmax(alpha, tau=t, hard=state.gumbel_hard, dim=0)
+
+
+def anneal(temperature: float, decay: float) -> float:
+    """One epoch of the FBNetV2-like schedule, ``T * decay`` (§3.4; decay = exp(-0.045) by default)."""
+    return temperature * decay
