@@ -54,12 +54,14 @@ def size_bits_per_layer(
     eff_prec = sum_pn / (c_eff + _EPS_PREC)
     cin = st.cin_eff.detach() if detach_cin else st.cin_eff
     kk, is_dw = st.static.kk, st.static.is_dw
+    # standard conv / linear: Cin * C_eff * k^2 * eff_prec written as Cin * k^2 * sum_p p n_p, which is the
+    # same expression without the 1e-10 division guard, so one-hot assignments give exact integers
+    std = cin * kk * sum_pn
     if st.static.has_dw:
         if dw_formula == "clean":
-            return torch.where(is_dw, kk * sum_pn, cin * c_eff * kk * eff_prec)
-        chan = torch.where(is_dw, c_eff / (c_eff + _EPS_DW), c_eff)
-        return cin * chan * kk * eff_prec
-    return cin * c_eff * kk * eff_prec
+            return torch.where(is_dw, kk * sum_pn, std)
+        return torch.where(is_dw, cin * (c_eff / (c_eff + _EPS_DW)) * kk * eff_prec, std)
+    return std
 
 
 def size_bits(
@@ -77,7 +79,7 @@ class SizeCost(CostModel):
     unit = "bits"
 
     def __init__(
-        self, *, detach_cin: bool = True, dw_formula: DwFormula = "reference", name: str | None = None
+        self, *, detach_cin: bool = False, dw_formula: DwFormula = "reference", name: str | None = None
     ) -> None:
         super().__init__(name=name)
         _check_dw_formula(dw_formula)

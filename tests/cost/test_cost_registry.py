@@ -127,10 +127,12 @@ def test_conf_yaml_instantiates_the_model(name, cls) -> None:
 
     cfg = OmegaConf.load(COST_DIR / f"{name}.yaml")
     assert cfg.name == name
+    assert cfg.pop("normalize") is True  # the pipeline's option, not the model's
     model = hydra.utils.instantiate(cfg)
     assert type(model) is cls and model.name == name
     if name == "size":
-        assert model.detach_cin is True and model.dw_formula == "reference"
+        # jpq's default keeps the effective-input-channel gradient (algorithm.md §11 item 1)
+        assert model.detach_cin is False and model.dw_formula == "reference"
         relabelled = hydra.utils.instantiate(cfg, name="size_clean", dw_formula="clean")
         assert relabelled.name == "size_clean" and relabelled.dw_formula == "clean"
 

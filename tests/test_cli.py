@@ -1,0 +1,120 @@
+"""The ``jpq`` command end to end, as a user runs it (subprocesses in a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SMOKE = ["trainer=smoke", "progress=false"]
+
+
+def jpq(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "jpq.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"jpq {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-strength smoke sweep shared by the tests below."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = jpq("search", "-m", "strength=0.5,4", *SMOKE, "hydra.sweep.dir=outputs/sw", cwd=cwd)
+    (cwd / "log.txt").write_text(proc.stdout + proc.stderr)
+    return cwd
+
+
+def test_sweep_writes_results_and_reuses_warmup(sweep: Path) -> None:
+    log = (sweep / "log.txt").read_text()
+    assert log.count("cache miss") == 1 and log.count("cache hit") == 1
+    runs = sorted((sweep / "outputs" / "sw").glob("*/result.json"))
+    assert [p.parent.name for p in runs] == ["strength=0.5,trainer=smoke", "strength=4,trainer=smoke"]
+    rec = json.loads(runs[0].read_text())
+    assert rec["dataset"] == "digits" and rec["method"] == "joint" and rec["cost"] == "size"
+    assert rec["strength"] == 0.5 and rec["w_bits"] == "0,2,4,8" and rec["a_bits"] == "8"
+    for k in ("final_test_acc", "warmup_test_acc", "size_bits", "size_kb", "bitops", "mpic_cycles",
+              "mpic_energy_uj", "ne16_cycles", "wall_s_warmup", "wall_s_search", "wall_s_finetune"):
+        assert isinstance(rec[k], float), k
+    assert 0.0 <= rec["final_test_acc"] <= 100.0
+    assert rec["size_kb"] == pytest.approx(rec["size_bits"] / 8000)
+    assert rec["size_bits"] <= 15248 * 8  # never larger than the 8-bit seed
+    row = pd.read_csv(runs[0].parent / "result.csv")
+    assert len(row) == 1 and row.loc[0, "strength"] == 0.5
+    arch = json.loads((runs[0].parent / "arch.json").read_text())
+    assert [layer["name"] for layer in arch["layers"]] == ["conv1", "conv2", "conv3", "fc"]
+    for layer in arch["layers"]:
+        assert sum(layer["w_bits_counts"].values()) == layer["c_out"]
+        assert layer["kept"] == layer["c_out"] - layer["w_bits_counts"]["0"]
+    hist = pd.read_csv(runs[0].parent / "history.csv")
+    assert set(hist["phase"]) == {"warmup", "search", "finetune"}
+    assert {"train_loss", "val_acc", "temperature", "expected_cost", "discrete_cost"} <= set(hist.columns)
+    assert hist.loc[hist.phase == "search", "temperature"].iloc[0] == pytest.approx(0.955997, abs=1e-6)
+
+
+def test_rerun_skips_finished_jobs(sweep: Path) -> None:
+    before = (sweep / "outputs/sw/strength=4,trainer=smoke/result.json").stat().st_mtime_ns
+    proc = jpq("search", "-m", "strength=0.5,4", *SMOKE, "hydra.sweep.dir=outputs/sw", cwd=sweep)
+    assert (proc.stdout + proc.stderr).count("already finished") == 2
+    assert (sweep / "outputs/sw/strength=4,trainer=smoke/result.json").stat().st_mtime_ns == before
+
+
+def test_plot_pareto(sweep: Path) -> None:
+    proc = jpq("plot-pareto", "outputs/sw", cwd=sweep)
+    out = sweep / "outputs" / "sw"
+    assert (out / "pareto.png").stat().st_size > 1000
+    df = pd.read_csv(out / "pareto.csv")
+    assert len(df) == 2 and "on_front" in df.columns and df["on_front"].any()
+    assert "front" in (proc.stdout + proc.stderr).lower()
+
+
+def test_cost_of_a_finished_run(sweep: Path) -> None:
+    run = sweep / "outputs/sw/strength=4,trainer=smoke"
+    proc = jpq("cost", f"run={run}", "format=json", cwd=sweep)
+    totals = json.loads(proc.stdout)
+    rec = json.loads((run / "result.json").read_text())
+    assert totals["size_bits"] == pytest.approx(rec["size_bits"])
+    assert totals["ne16_cycles"] == pytest.approx(rec["ne16_cycles"])
+
+
+def test_cost_of_the_digits_seed(tmp_path: Path) -> None:
+    out = json.loads(jpq("cost", "bits=8", "format=json", cwd=tmp_path).stdout)
+    assert out["size_bits"] == 15248 * 8 and out["size_kb"] == pytest.approx(15.248)
+    assert [row["name"] for row in out["layers"]] == ["conv1", "conv2", "conv3", "fc"]
+    assert json.loads(jpq("cost", "bits=2", "format=json", cwd=tmp_path).stdout)["size_bits"] == 15248 * 2
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["strength=-1"], "strength must be >= 0"),
+        (["strength=abc"], "could not be converted to Float"),
+        (["method.w_bits=[0,3,8]"], "3 bits is not supported"),
+        (["method.w_bits=[]"], "method.w_bits is empty"),
+        (["method.a_bits=[0,8]"], "0 bits is not allowed for activations"),
+        (["method.w_bits=[2,x]"], "'x' is not a number"),
+        (["dataset=nope"], "Could not find 'dataset/nope'"),
+        (["cost=nope"], "Could not find 'cost/nope'"),
+        (["strenght=1"], "strenght"),
+        (["cost=ne16", "method.a_bits=[4,8]"], "cannot model activation precision"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = jpq("search", *SMOKE, *args, "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_unknown_command_and_help(tmp_path: Path) -> None:
+    proc = jpq("frobnicate", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unknown command" in proc.stderr
+    assert "plot-pareto" in jpq("--help", cwd=tmp_path).stdout
