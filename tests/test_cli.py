@@ -16,10 +16,18 @@ SMOKE = ["trainer=smoke", "progress=false"]
 
 def jpq(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "jpq.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jpq.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"jpq {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"jpq {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -40,8 +48,19 @@ def test_sweep_writes_results_and_reuses_warmup(sweep: Path) -> None:
     rec = json.loads(runs[0].read_text())
     assert rec["dataset"] == "digits" and rec["method"] == "joint" and rec["cost"] == "size"
     assert rec["strength"] == 0.5 and rec["w_bits"] == "0,2,4,8" and rec["a_bits"] == "8"
-    for k in ("final_test_acc", "warmup_test_acc", "size_bits", "size_kb", "bitops", "mpic_cycles",
-              "mpic_energy_uj", "ne16_cycles", "wall_s_warmup", "wall_s_search", "wall_s_finetune"):
+    for k in (
+        "final_test_acc",
+        "warmup_test_acc",
+        "size_bits",
+        "size_kb",
+        "bitops",
+        "mpic_cycles",
+        "mpic_energy_uj",
+        "ne16_cycles",
+        "wall_s_warmup",
+        "wall_s_search",
+        "wall_s_finetune",
+    ):
         assert isinstance(rec[k], float), k
     assert 0.0 <= rec["final_test_acc"] <= 100.0
     assert rec["size_kb"] == pytest.approx(rec["size_bits"] / 8000)

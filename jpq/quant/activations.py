@@ -8,9 +8,13 @@ Unsigned PACT, per precision ``a`` with a trainable clip::
 Signed PACT (network input of KWS/ImageNet) has two clips ``lo < hi``::
 
     S = (2^a - 1) / (hi - lo + 1e-3);  y = floor(S * clamp(x, lo, hi)) / S     (no zero point)
+    dy/dlo = sum of upstream grad where x <= lo
 
-The search mixes precisions: ``out = sum_j theta_j * PACT_{a_j}(x)``. One fused autograd function
-computes the mixture and saves only ``x`` (the masks are recomputed in the backward pass).
+The search mixes precisions: ``out = sum_j theta_j * PACT_{a_j}(x)``, with
+``dL/dtheta_j = <dL/dout, PACT_j(x)>``. These run on every activation tensor at every step, so they are
+custom autograd functions that make as few passes over the tensor as possible: the single-precision
+case (fixed activations, the paper's setting) saves only ``x``; the mixture also keeps each ``PACT_j(x)``
+for the theta gradient instead of recomputing it.
 """
 
 from __future__ import annotations
@@ -21,69 +25,133 @@ from torch import Tensor
 PACT_EPS = 1e-3
 
 
-def _pact_levels(bits: Tensor, dtype: torch.dtype) -> Tensor:
+def pact_levels(bits: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``2^a - 1`` for each activation precision."""
     return 2.0 ** bits.to(dtype) - 1.0
 
 
-class _MixedPact(torch.autograd.Function):
-    """Mixture of signed/unsigned PACT quantizers; ``lo``/``hi`` are (P,) clips, ``theta`` (P,)."""
+def _quantize(x: Tensor, lo: Tensor | None, hi: Tensor, scale: Tensor) -> Tensor:
+    y = torch.clamp(x, min=torch.zeros_like(hi) if lo is None else lo, max=hi)
+    return y.mul_(scale).floor_().div_(scale)
+
+
+def _masks(x: Tensor, lo: Tensor | None, hi: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    above = x >= hi
+    below = x <= (0.0 if lo is None else lo)
+    inside = ~(above | below)
+    return inside, above, below if lo is not None else None
+
+
+class _Pact(torch.autograd.Function):
+    """One precision, ``theta = 1``: the fixed-activation case."""
 
     @staticmethod
-    def forward(
-        ctx,
-        x: Tensor,
-        lo: Tensor,
-        hi: Tensor,
-        theta: Tensor,
-        bits: Tensor,  # type: ignore[override]
-        signed: bool,
-    ) -> Tensor:
-        levels = _pact_levels(bits, x.dtype)
-        span = (hi - lo) if signed else hi
-        scale = levels / (span + PACT_EPS)  # (P,)
-        out = None
-        for j in range(bits.shape[0]):  # |P_A| <= 3 iterations, element-wise work each
-            xc = torch.clamp(x, lo[j], hi[j]) if signed else torch.clamp(x, min=0.0).clamp_(max=hi[j])
-            yj = torch.floor(xc * scale[j]) / scale[j]
-            out = yj * theta[j] if out is None else out.add_(yj * theta[j])
-        ctx.save_for_backward(x, lo, hi, theta, bits)
-        ctx.signed = signed
+    def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
+        span = hi if lo is None else hi - lo
+        scale = level / (span.detach() + PACT_EPS)
+        ctx.save_for_backward(x, hi, lo if lo is not None else hi)
+        ctx.signed = lo is not None
+        return _quantize(x, lo, hi, scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, hi, lo = ctx.saved_tensors
+        need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        if x.is_cuda:  # element-wise passes are cheap there; avoid host syncs
+            inside, above, below = _masks(x, lo if ctx.signed else None, hi)
+            grad_x = torch.where(inside, grad, 0.0) if need_x else None
+            grad_hi = torch.where(above, grad, 0.0).sum().reshape(hi.shape) if need_hi else None
+            grad_lo = (
+                torch.where(below, grad, 0.0).sum().reshape(hi.shape) if ctx.signed and need_lo else None
+            )
+            return grad_x, grad_lo, grad_hi, None
+        # CPU: two fused kernels instead of compare/combine/select passes
+        # hardtanh_backward: grad where lower < x < hi; threshold_backward: grad where x > lower
+        lower = float(lo) if ctx.signed else 0.0
+        inside = torch.ops.aten.hardtanh_backward(grad, x, lower, float(hi))
+        grad_hi = grad_lo = None
+        if need_hi or (ctx.signed and need_lo):
+            over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
+            s_inside = inside.sum()
+            if need_hi:  # x >= hi  <=>  x > lower and not inside
+                grad_hi = (over_lower - s_inside).reshape(hi.shape)
+            if ctx.signed and need_lo:  # x <= lower
+                grad_lo = (grad.sum() - over_lower).reshape(hi.shape)
+        return inside if need_x else None, grad_lo, grad_hi, None
+
+
+class _MixedPact(torch.autograd.Function):
+    """Mixture over ``P > 1`` precisions; ``lo``/``hi``/``levels``/``theta`` are (P,)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, theta: Tensor, levels: Tensor):  # type: ignore[override]
+        span = hi if lo is None else hi - lo
+        scales = levels / (span.detach() + PACT_EPS)
+        ys = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j]) for j in range(levels.shape[0])]
+        out = ys[0] * theta[0]
+        for j in range(1, len(ys)):
+            out.addcmul_(ys[j], theta[j])  # one fused pass, no host sync
+        keep = ys if ctx.needs_input_grad[3] else []
+        ctx.save_for_backward(x, hi, lo if lo is not None else hi, theta, *keep)
+        ctx.signed = lo is not None
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, lo, hi, theta, bits = ctx.saved_tensors
-        signed = ctx.signed
-        p = bits.shape[0]
-        need_x, need_lo, need_hi, need_theta = ctx.needs_input_grad[:4]
+        x, hi, lo, theta, *ys = ctx.saved_tensors
+        p = theta.shape[0]
+        need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         grad_x = torch.zeros_like(x) if need_x else None
-        grad_lo = torch.zeros_like(lo) if (need_lo and signed) else None
         grad_hi = torch.zeros_like(hi) if need_hi else None
-        grad_theta = torch.zeros_like(theta) if need_theta else None
-        levels = _pact_levels(bits, x.dtype)
-        span = (hi - lo) if signed else hi
-        scale = levels / (span + PACT_EPS)
-        lower = lo if signed else torch.zeros_like(hi)
-        for j in range(p):
-            above = x >= hi[j]
-            if need_x:
-                inside = (x > lower[j]) & ~above
-                grad_x.add_(grad * inside * theta[j])
-            if need_hi:
-                grad_hi[j] = (grad * above).sum() * theta[j]
-            if grad_lo is not None:
-                grad_lo[j] = (grad * (x <= lo[j])).sum() * theta[j]
-            if need_theta:
-                xc = torch.clamp(x, lo[j], hi[j]) if signed else torch.clamp(x, min=0.0).clamp_(max=hi[j])
-                grad_theta[j] = (grad * (torch.floor(xc * scale[j]) / scale[j])).sum()
-        return grad_x, grad_lo, grad_hi, grad_theta, None, None
+        grad_lo = torch.zeros_like(hi) if ctx.signed and need_lo else None
+        if x.is_cuda:
+            for j in range(p):
+                inside, above, below = _masks(x, lo[j] if ctx.signed else None, hi[j])
+                if grad_x is not None:
+                    grad_x.addcmul_(torch.where(inside, grad, 0.0), theta[j])
+                if grad_hi is not None:
+                    grad_hi[j] = torch.where(above, grad, 0.0).sum() * theta[j]
+                if grad_lo is not None:
+                    grad_lo[j] = torch.where(below, grad, 0.0).sum() * theta[j]
+        else:  # CPU: fused mask kernels (see _Pact.backward)
+            th = theta.tolist()
+            his = hi.tolist()
+            los = lo.tolist() if ctx.signed else [0.0] * p
+            total = grad.sum() if grad_lo is not None else None
+            over = {}
+            for j in range(p):
+                inside = torch.ops.aten.hardtanh_backward(grad, x, los[j], his[j])
+                if grad_x is not None:
+                    grad_x.add_(inside, alpha=th[j])
+                if grad_hi is not None or grad_lo is not None:
+                    if los[j] not in over:
+                        over[los[j]] = torch.ops.aten.threshold_backward(grad, x, los[j]).sum()
+                    if grad_hi is not None:
+                        grad_hi[j] = (over[los[j]] - inside.sum()) * th[j]
+                    if grad_lo is not None:
+                        grad_lo[j] = (total - over[los[j]]) * th[j]
+        g = grad.reshape(-1)
+        grad_theta = torch.stack([torch.dot(g, y.reshape(-1)) for y in ys]) if ys else None
+        return grad_x, grad_lo, grad_hi, grad_theta, None
 
 
-def mixed_pact(x: Tensor, hi: Tensor, theta: Tensor, bits: Tensor, lo: Tensor | None = None) -> Tensor:
-    """``sum_j theta_j * PACT_{bits_j}(x)``; unsigned when ``lo`` is None, signed otherwise."""
-    signed = lo is not None
-    lo_t = lo if signed else torch.zeros_like(hi)
-    return _MixedPact.apply(x, lo_t, hi, theta, bits, signed)
+def mixed_pact(
+    x: Tensor,
+    hi: Tensor,
+    theta: Tensor,
+    bits: Tensor,
+    lo: Tensor | None = None,
+    *,
+    levels: Tensor | None = None,
+) -> Tensor:
+    """``sum_j theta_j * PACT_{bits_j}(x)``; unsigned when ``lo`` is None, signed otherwise.
+
+    ``levels`` (= ``2^bits - 1`` as floats) may be passed precomputed to save work in the hot loop.
+    """
+    lv = pact_levels(bits, x.dtype) if levels is None else levels
+    if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)
+        return _Pact.apply(x, None if lo is None else lo[0:1], hi[0:1], lv[0])
+    return _MixedPact.apply(x, lo, hi, theta, lv)
 
 
 def pact(x: Tensor, clip: float | Tensor, bits: int) -> Tensor:
@@ -96,4 +164,4 @@ def pact(x: Tensor, clip: float | Tensor, bits: int) -> Tensor:
 def act_scale(hi: Tensor, bits: Tensor, lo: Tensor | None = None) -> Tensor:
     """Scale used for bias quantization, ``clip / (2^a - 1)`` (§2.2; no +1e-3, §11 item 10)."""
     span = hi if lo is None else hi - lo
-    return span / _pact_levels(bits, hi.dtype)
+    return span / pact_levels(bits, hi.dtype)

@@ -389,6 +389,7 @@ def convert(
         q = graph.call_module("jpq_input_quant", (ph,))
     ph.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
     gm.add_submodule("jpq_groups", nn.ModuleList(groups))
+    _drop_redundant_relus(gm)
     graph.lint()
     gm.recompile()
     net = SearchableNet(gm, groups, input_q, layers, state)
@@ -397,6 +398,29 @@ def convert(
     if out.dim() != 2:
         raise UnsupportedModelError(f"the model output must be (batch, classes), got {tuple(out.shape)}")
     return net
+
+
+def _drop_redundant_relus(gm: fx.GraphModule) -> None:
+    """Remove ReLUs applied to an unsigned-PACT output: PACT already maps to [0, clip], so ReLU is the
+    identity there (§2.2: with BN folded, the quantizer acts as the ReLU). Saves a pass each way."""
+    mods = dict(gm.named_modules())
+    for n in list(gm.graph.nodes):
+        is_relu = (
+            (n.op == "call_module" and isinstance(mods.get(n.target), nn.ReLU))
+            or (n.op == "call_function" and n.target in (F.relu, torch.relu))
+            or (n.op == "call_method" and n.target == "relu")
+        )
+        if not is_relu or not n.args or not isinstance(n.args[0], fx.Node):
+            continue
+        src = n.args[0]
+        m = mods.get(src.target) if src.op == "call_module" else None
+        unsigned = (
+            (isinstance(m, SearchLayer | GroupAct) and m.group.act is not None)  # type: ignore[union-attr]
+            or (isinstance(m, ActQuantizer) and not m.signed)
+        )
+        if unsigned:
+            n.replace_all_uses_with(src)
+            gm.graph.erase_node(n)
 
 
 def _out_channels(m: nn.Module) -> int:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jpq.quant import channel_scales, mixed_weight, quantize_bias
+from jpq.quant import mixed_weight, quantize_bias
+from jpq.quant.weights import grid_scales
 from jpq.search.quantizers import ActQuantizer, GroupQuantizer
 
 
@@ -42,8 +43,10 @@ class SearchLayer(nn.Module):
         """Mixed (fake-quantized) weight and bias of this forward call."""
         g: GroupQuantizer = self.group  # type: ignore[assignment]
         theta = g.theta()
-        w = mixed_weight(self.weight, theta, g.bits_t)
-        s_w = (theta * channel_scales(self.weight, g.bits_t).squeeze(-1)).sum(0)  # (C,)
+        grid = g.grid
+        scales = grid_scales(self.weight, grid)  # (P, C, 1), no grad
+        w = mixed_weight(self.weight, theta, g.bits_t, grid=grid, scales=scales)
+        s_w = (theta * scales.squeeze(-1)).sum(0)  # (C,), carries the gradient to theta (§2.3)
         iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
         s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
         b = quantize_bias(self.bias, s_a * s_w)

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from jpq.cost.spec import A_BITS_ALL, W_BITS_ALL
-from jpq.quant import act_scale, mixed_pact
+from jpq.quant import mixed_pact
+from jpq.quant.activations import pact_levels
+from jpq.quant.weights import WeightGrid, weight_grid
 from jpq.search.sampler import SamplerState, one_hot_argmax, sample
 
 
@@ -61,12 +63,14 @@ class ActQuantizer(nn.Module):
         self.clip_val = nn.Parameter(torch.full((len(bits),), float(clip)))
         self.clip_lo = nn.Parameter(torch.full((len(bits),), float(lo))) if signed else None
         self.register_buffer("bits_t", torch.tensor(self.bits), persistent=False)
+        self.register_buffer("levels", pact_levels(self.bits_t), persistent=False)
+        self.register_buffer("one", torch.ones(1), persistent=False)
         self.register_buffer("sel", _selector(self.bits, A_BITS_ALL), persistent=False)
         self.last_theta: Tensor | None = None
 
     def theta(self) -> Tensor:
         if len(self.bits) == 1:
-            return torch.ones(1, device=self.alpha.device)
+            return self.one
         if self.frozen:
             return one_hot_argmax(self.alpha.detach())
         return sample(self.alpha, self.state, self.training)
@@ -74,22 +78,18 @@ class ActQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         th = self.theta()
         self.last_theta = th
-        return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo)
+        return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo, levels=self.levels)
 
     def current_theta(self) -> Tensor:
         """theta of the last forward call, or the argmax when none happened yet."""
         if self.last_theta is not None:
             return self.last_theta
-        return (
-            torch.ones(1, device=self.alpha.device)
-            if len(self.bits) == 1
-            else one_hot_argmax(self.alpha.detach())
-        )
+        return self.one if len(self.bits) == 1 else one_hot_argmax(self.alpha.detach())
 
     def expected_scale(self, theta: Tensor) -> Tensor:
         """``s_a_eff = sum_j theta_j * clip_j / (2^a_j - 1)`` with clips detached (§2.3)."""
-        lo = None if self.clip_lo is None else self.clip_lo.detach()
-        return (theta * act_scale(self.clip_val.detach(), self.bits_t, lo)).sum()
+        span = self.clip_val.detach() if self.clip_lo is None else (self.clip_val - self.clip_lo).detach()
+        return (theta * span / self.levels).sum()
 
     def probs_all(self, theta: Tensor) -> Tensor:
         """theta placed into the global ``A_BITS_ALL`` layout (for LayerSpec.a_in)."""
@@ -136,11 +136,20 @@ class GroupQuantizer(nn.Module):
         cols = 1 if per_layer else channels
         self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
         self.register_buffer("bits_t", torch.tensor(self.w_bits), persistent=False)
+        grid = weight_grid(self.bits_t)
+        self.register_buffer("grid_levels", grid.levels, persistent=False)
+        self.register_buffer("grid_upper", grid.upper, persistent=False)
+        self.register_buffer("grid_nonzero", grid.nonzero, persistent=False)
+        self.register_buffer("ones_theta", torch.ones(1, channels), persistent=False)
         self.register_buffer("sel", _selector(self.w_bits, W_BITS_ALL), persistent=False)
         self.act = ActQuantizer(a_bits, state, clip=clip) if a_bits is not None else None
         self.last_theta: Tensor | None = None
         self._frozen_theta: Tensor | None = None
         self._warned = False
+
+    @property
+    def grid(self) -> WeightGrid:
+        return WeightGrid(self.grid_levels, self.grid_upper, self.grid_nonzero)
 
     @property
     def is_output(self) -> bool:
@@ -174,7 +183,7 @@ class GroupQuantizer(nn.Module):
     def theta(self) -> Tensor:
         """Sample theta (P, C) for one member's forward call."""
         if len(self.w_bits) == 1:
-            th = torch.ones(1, self.channels, device=self.alpha.device)
+            th = self.ones_theta
         elif self.frozen:
             if self._frozen_theta is None:
                 self._frozen_theta = self.argmax_theta()

@@ -166,7 +166,9 @@ def test_shared_groups_get_identical_assignment_and_discretize() -> None:
     arch = net.arch()
     by_name = {layer["name"]: layer for layer in arch["layers"]}
     assert by_name["pw"]["w_bits_counts"] == by_name["short"]["w_bits_counts"]
-    assert by_name["stem"]["w_bits_counts"] == by_name["c2"]["w_bits_counts"] == by_name["dw"]["w_bits_counts"]
+    assert (
+        by_name["stem"]["w_bits_counts"] == by_name["c2"]["w_bits_counts"] == by_name["dw"]["w_bits_counts"]
+    )
     assert all(not p.requires_grad for p in net.arch_parameters())
     out1 = net(torch.ones(2, 3, 8, 8))
     net.train()
@@ -174,7 +176,9 @@ def test_shared_groups_get_identical_assignment_and_discretize() -> None:
 
 
 def test_signed_input_quantizer() -> None:
-    net = convert(DigitsCNN(), torch.rand(2, 1, 8, 8), input_quant=InputQuant(signed=True, lo=-6, hi=6, bits=(8,)))
+    net = convert(
+        DigitsCNN(), torch.rand(2, 1, 8, 8), input_quant=InputQuant(signed=True, lo=-6, hi=6, bits=(8,))
+    )
     assert net.input_quant.signed and net.input_quant.bits == (8,)
     x = torch.tensor([-7.0, 0.0, 7.0])
     y = net.input_quant(x).detach()

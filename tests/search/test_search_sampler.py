@@ -12,7 +12,9 @@ from jpq.search.sampler import DEFAULT_DECAY, SamplerState, anneal, one_hot_argm
 
 
 def _group(sampler: str = "softmax", bits=(0, 2, 4, 8), channels: int = 5, **kw) -> GroupQuantizer:
-    return GroupQuantizer(0, channels, bits, (8,), SamplerState(sampler, 1.0, kw.pop("gumbel_hard", False)), **kw)
+    return GroupQuantizer(
+        0, channels, bits, (8,), SamplerState(sampler, 1.0, kw.pop("gumbel_hard", False)), **kw
+    )
 
 
 def test_initial_theta_and_rescale() -> None:

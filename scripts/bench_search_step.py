@@ -1,0 +1,147 @@
+"""Time a float training step against a joint-search step, side by side in one process.
+
+ResNet-8, batch 32, CIFAR-sized random data, weights {0,2,4,8} per channel. For each activation set
+and each cost model: the median over >= 20 steps (after warm-up) of
+
+* float step:  forward + CE + backward + Adam step of the float seed (with BatchNorm),
+* search step: forward + CE + strength * cost + backward + Adam (weights) + SGD (alphas) steps,
+* cost:        building the LayerSpecs + the cost + its gradient to the alphas (part of the search step).
+
+Blocks of float and search steps alternate so that machine noise hits both alike. Usage::
+
+    python scripts/bench_search_step.py [--steps 30] [--device cpu] [--json]
+
+With ``--json`` the last line is a JSON list of rows (a_bits, cost, float_ms, search_ms, ratio, cost_ms,
+cost_share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from jpq.cost import get_cost, to_uniform
+from jpq.data.base import InputQuant
+from jpq.models.resnet8 import ResNet8
+from jpq.search import convert
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(
+    a_bits: tuple[int, ...], cost_name: str, steps: int, device: torch.device, batch: int = 32
+) -> dict[str, object]:
+    torch.manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    seed = ResNet8().to(device)
+    opt_f = torch.optim.Adam(seed.parameters(), lr=1e-3, weight_decay=1e-4)
+    net = convert(ResNet8(), x[:2].cpu(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=InputQuant()).to(
+        device
+    )
+    net.train()
+    cost = get_cost(cost_name)
+    scale = float(cost(to_uniform(net.layer_specs(fresh=True), 8, 8)))
+    opt_w = torch.optim.Adam(net.weight_parameters() + net.clip_parameters(), lr=1e-3, weight_decay=1e-4)
+    opt_a = torch.optim.SGD(net.arch_parameters(), lr=1e-2, momentum=0.9)
+
+    def float_step() -> None:
+        loss = F.cross_entropy(seed(x), y)
+        opt_f.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_f.step()
+
+    def search_step() -> None:
+        loss = F.cross_entropy(net(x), y) + 1.0 * cost(net.layer_specs()) / scale
+        opt_w.zero_grad(set_to_none=True)
+        opt_a.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_w.step()
+        opt_a.step()
+
+    alphas = net.arch_parameters()
+
+    def cost_only() -> None:
+        c = cost(net.layer_specs()) / scale
+        torch.autograd.grad(c, [a for a in alphas if a.requires_grad], retain_graph=True, allow_unused=True)
+
+    def timed(fn, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
+    for _ in range(5):  # warm-up
+        float_step()
+        search_step()
+    f_ms, s_ms, c_ms = [], [], []
+    block = 5
+    while len(f_ms) < steps:
+        f_ms += timed(float_step, block)
+        s_ms += timed(search_step, block)
+    net(x)  # a forward with graph for the cost-only timing
+    c_ms = timed(cost_only, steps)
+    f, s, c = statistics.median(f_ms), statistics.median(s_ms), statistics.median(c_ms)
+    return {
+        "a_bits": list(a_bits),
+        "cost": cost_name,
+        "float_ms": round(f, 3),
+        "search_ms": round(s, 3),
+        "ratio": round(s / f, 3),
+        "cost_ms": round(c, 3),
+        "cost_share": round(c / s, 4),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration (>= 20)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--costs", default="size,bitops,mpic,ne16")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON line last")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    rows = []
+    for a_bits in ((8,), (2, 4, 8)):
+        for cost in a.costs.split(","):
+            if cost == "ne16" and a_bits != (8,):
+                continue  # NE16 models 8-bit activations only
+            rows.append(bench(a_bits, cost, max(20, a.steps), device, a.batch))
+    t = Table(
+        title=f"ResNet-8 search step vs float step (batch {a.batch}, {device}, "
+        f"{torch.get_num_threads()} threads, median of {max(20, a.steps)})"
+    )
+    for col in ("a_bits", "cost", "float ms", "search ms", "search/float", "cost ms", "cost share"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(
+            ",".join(map(str, r["a_bits"])),
+            str(r["cost"]),
+            f"{r['float_ms']:.2f}",
+            f"{r['search_ms']:.2f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['cost_ms']:.2f}",
+            f"{100 * r['cost_share']:.1f}%",
+        )
+    Console().print(t)
+    if a.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
