@@ -24,12 +24,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from jpq.models.resnet8 import ResNet8
 from rich.console import Console
 from rich.table import Table
 
 from jpq.cost import get_cost, to_uniform
 from jpq.data.base import InputQuant
-from jpq.models.resnet8 import ResNet8
 from jpq.search import convert
 
 

@@ -1,4 +1,4 @@
-"""Conversion: BN folding, sharing groups, exact quantized forward, effective channels (algorithm.md §1-§5)."""
+"""Conversion: BN folding, sharing groups, exact quantized forward, effective channels (§1-§5)."""
 
 from __future__ import annotations
 
