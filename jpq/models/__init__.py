@@ -1,0 +1,9 @@
+"""Seed networks as plain, fx-traceable nn.Modules."""
+
+from jpq.models.counting import count_macs, count_params, count_weights
+from jpq.models.digits import DigitsCNN
+from jpq.models.dscnn import DSCNN
+from jpq.models.resnet8 import ResNet8
+from jpq.models.resnet18 import ResNet18
+
+__all__ = ["DSCNN", "DigitsCNN", "ResNet18", "ResNet8", "count_macs", "count_params", "count_weights"]
