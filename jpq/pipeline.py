@@ -32,6 +32,7 @@ from jpq.cost.spec import LayerSpec
 from jpq.data import DataBundle, load_dataset
 from jpq.errors import ConfigError, RunDirError
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
 from jpq.search import SearchableNet, convert
 from jpq.train.cache import cache_key, cached
@@ -272,6 +273,14 @@ def search_and_finetune(
             progress=progress,
         )
     net.discretize()
+    info: dict[str, Any] = {"cost_scale": scale, "cost_normalized": normalize}
+    if cfg.ne16_promote:
+        from jpq.cost import ne16_cycles
+        from jpq.search.refine import promote_for_ne16
+
+        info["ne16_cycles_before_promote"] = float(ne16_cycles(net.layer_specs(fresh=True)))
+        info["ne16_promoted_channels"] = promote_for_ne16(net)["channels_promoted"]
+        console.log(f"NE16 promotion: {info['ne16_promoted_channels']} channels raised")
     ft_res = None
     if "finetune" in cfg.phases and cfg.trainer.finetune.epochs > 0:
         spec = phase_spec(cfg, "finetune")
@@ -288,7 +297,7 @@ def search_and_finetune(
             ckpt_dir=ckpt,
             progress=progress,
         )
-    return net, search_res, ft_res, {"cost_scale": scale, "cost_normalized": normalize}
+    return net, search_res, ft_res, info
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -358,6 +367,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     for layer, row in zip(arch["layers"], table, strict=True):
         layer["costs"] = {k: v for k, v in row.items() if k not in layer}
     atomic_write_json(run_dir / "arch.json", arch)
+    plot_arch(arch, run_dir / "arch.png", title=f"{record['method']} strength={record['strength']:g}")
     rows = [r for res in (warm_res, search_res, ft_res) if res for r in res.history]
     atomic_write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"state_dict": _cpu_state(net)})

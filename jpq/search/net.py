@@ -96,6 +96,25 @@ class SearchableNet(nn.Module):
         self.discrete = True
         return self
 
+    def set_channel_bits(self, group: int, bits: list[int]) -> None:
+        """Impose a precision per output channel on one group (0 = pruned), e.g. after a refinement.
+
+        The group's logits become one-hot (a margin of 10 in favour of the chosen precision), so the
+        argmax — and the discrete network — follow ``bits``.
+        """
+        g = self.groups[group]
+        if g.per_layer and len(set(bits)) > 1:
+            raise ValueError(f"group {group} is searched per layer: one precision for all channels")
+        if len(bits) != g.channels or any(b not in g.w_bits for b in bits):
+            raise ValueError(f"group {group}: need {g.channels} precisions from {g.w_bits}, got {bits}")
+        with torch.no_grad():
+            cols = [bits[0]] if g.per_layer else bits
+            g.alpha.zero_()
+            for c, b in enumerate(cols):
+                g.alpha[g.w_bits.index(b), c] = 10.0
+        g._frozen_theta = None
+        g.last_theta = None
+
     # -- what the cost models see (§5.1) ---------------------------------------------------------
     def layer_specs(self, *, fresh: bool = False) -> list[LayerSpec]:
         """One :class:`LayerSpec` per searched layer.
