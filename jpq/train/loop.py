@@ -131,6 +131,9 @@ def fit(
 
     start, history, best_state, best_epoch, best_val, counter = 0, [], None, -1, None, 0
     wall_before = 0.0
+    # every phase starts from its own seed, so it draws the same random numbers whether the phases
+    # before it were trained in this process, loaded from the warmup cache, or resumed
+    torch.manual_seed(seed)
     if last_path is not None and last_path.exists():
         ck = _load(last_path)
         model.load_state_dict(ck["model"])
