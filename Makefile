@@ -6,8 +6,8 @@ TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# the default sweep of `make run` (normalized size cost: strength x cost / cost of the 8-bit seed)
-RUN_STRENGTHS ?= 0.5,1,2,4
+# `make run`: the full comparison on the embedded default (conf/experiment/compare_digits.yaml):
+# joint sweep + mixprec + fixed-precision baselines, then the Pareto report
 RUN_DIR ?= outputs/make_run
 
 .PHONY: install run test lint clean
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/jpq search -m strength=$(RUN_STRENGTHS) hydra.sweep.dir=$(RUN_DIR)
+	$(BIN)/jpq search -m experiment=compare_digits hydra.sweep.dir=$(RUN_DIR)
 	$(BIN)/jpq plot-pareto $(RUN_DIR)
 
 test: $(STAMP)
