@@ -1,4 +1,9 @@
-"""Seed networks as plain, fx-traceable nn.Modules."""
+"""Seed networks as plain, fx-traceable nn.Modules (design.md "models/"; benchmarks.md §2.4, §3.4, §4.3).
+
+`models` imports nothing else from jpq, so the search, export and pipeline layers can all build on it.
+"""
+
+from __future__ import annotations
 
 from jpq.models.counting import count_macs, count_params, count_weights
 from jpq.models.digits import DigitsCNN

@@ -1,8 +1,12 @@
-"""MLPerf Tiny DS-CNN (64 filters) for 12-class keyword spotting (benchmarks.md §3.4).
+"""MLPerf Tiny DS-CNN (64 filters) for 12-class keyword spotting, the paper's GSC seed (benchmarks.md §3.4).
 
-Input (1, 49, 10) MFCC. 23,756 trainable parameters, 22,016 conv/linear weights, 2,656,768 MACs. Every
-conv has a bias; BatchNorm momentum is 0.99 in PyTorch's sense (a literal copy of the Keras value, so the
-running statistics track the last batches — kept for faithfulness, algorithm.md §11 item 14).
+Input (1, 49, 10) MFCC (time x coefficient). 23,756 trainable parameters, 22,016 conv/linear weights
+(22.0 kB at 8 bits), 2,656,768 MACs. Every conv has a bias; PyTorch default init.
+BatchNorm momentum is 0.99 in PyTorch's sense (running = 0.01 old + 0.99 batch): a literal copy of the Keras
+value, so the running statistics track the last batches. Kept for faithfulness (benchmarks.md §3.4, §8).
+
+The graph is kept simple for torch.fx conversion (search/): ReLU as separate, non-inplace modules, every BN
+fed by its conv alone, pooling as a module, `torch.flatten(x, 1)`.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ import torch
 from torch import Tensor, nn
 
 BN_MOMENTUM = 0.99
+"""PyTorch-sense momentum of every BN (weight of the new batch statistic), benchmarks.md §3.4."""
 
 
 class DSCNN(nn.Module):
+    """DS-CNN of benchmarks.md §3.4: a (10,4)/s2 input conv then four depthwise-separable blocks at 25x5.
+
+    `width` is the filter count (64 in the reference); the fixed `AvgPool2d((25, 5))` ties the input to
+    49x10.
+    """
+
     def __init__(self, num_classes: int = 12, in_channels: int = 1, width: int = 64) -> None:
         super().__init__()
         self.inputlayer = nn.Conv2d(in_channels, width, (10, 4), stride=(2, 2), padding=(5, 1))
@@ -32,7 +43,7 @@ class DSCNN(nn.Module):
         self.out = nn.Linear(width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dropout1(self.relu(self.bn(self.inputlayer(x))))
+        x = self.dropout1(self.relu(self.bn(self.inputlayer(x))))  # width x 25 x 5
         x = self.relu11(self.bn11(self.depthwise1(x)))
         x = self.relu12(self.bn12(self.pointwise1(x)))
         x = self.relu21(self.bn21(self.depthwise2(x)))
@@ -41,5 +52,5 @@ class DSCNN(nn.Module):
         x = self.relu32(self.bn32(self.pointwise3(x)))
         x = self.relu41(self.bn41(self.depthwise4(x)))
         x = self.relu42(self.bn42(self.pointwise4(x)))
-        x = self.avgpool(self.dropout2(x))
-        return self.out(torch.flatten(x, 1))
+        x = self.avgpool(self.dropout2(x))  # width x 1 x 1
+        return self.out(torch.flatten(x, 1))  # logits
