@@ -5,6 +5,7 @@
     jpq search [hydra overrides]          one run (or a sweep with -m), see conf/config.yaml
     jpq cost [overrides] [bits=8] [run=DIR] [format=table|json]
     jpq plot-pareto DIR [--x METRIC] [--y COLUMN] [--group-by COLUMN]
+    jpq export RUN_DIR [--no-verify] [--no-onnx] [--max-samples N]
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ commands:
   search       run warmup -> joint search -> fine-tune (Hydra overrides; -m for a sweep)
   cost         cost of a seed network at a uniform precision, or of a finished run (run=DIR)
   plot-pareto  collect every result.json under a folder: pareto.csv, plots and the front
+  export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights
 
 examples:
   jpq search dataset=cifar10 model=resnet8 cost=ne16
   jpq search -m strength=0.1,1,10
   jpq cost model=resnet8 dataset=cifar10 bits=8 format=json
   jpq plot-pareto outputs/
+  jpq export outputs/runs/<time>
 """
 
 
@@ -130,6 +133,27 @@ def _cost(argv: list[str]) -> int:
     return 0
 
 
+def _export(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="jpq export",
+        description="Export a finished run as a real small model: "
+        "pruned, channel-reordered PyTorch + ONNX + bit-packed integer weights",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--no-verify", action="store_true", help="skip the verification against the run")
+    p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    p.add_argument("--max-samples", type=int, default=None, help="verify on at most this many test samples")
+    a = p.parse_args(argv)
+    from jpq.export import export_run
+
+    rec = export_run(a.run_dir, verify=not a.no_verify, onnx=not a.no_onnx, max_samples=a.max_samples)
+    if not rec.get("ok", True):
+        return _fail(
+            f"export of {a.run_dir} written to {a.run_dir / 'export'} but a verification check failed"
+        )
+    return 0
+
+
 def _plot_pareto(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="jpq plot-pareto", description="Pareto fronts of every run under DIR")
     p.add_argument("dir", type=Path)
@@ -147,7 +171,7 @@ def _plot_pareto(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"search": _search, "cost": _cost, "plot-pareto": _plot_pareto}
+COMMANDS = {"search": _search, "cost": _cost, "plot-pareto": _plot_pareto, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,20 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
     except Exception as e:  # noqa: BLE001
         raise RunDirError(f"checkpoint {ckpt} is corrupt or unreadable: {e}") from e
     shape = tuple(cfg.dataset.input_shape)
-    model = build_model(cfg, cfg.dataset.num_classes, shape[0])
+    method = cfg.method.name
+    if method == "pit":
+        raise RunDirError(
+            f"{run_dir} is a PIT run: its result is the float network "
+            "checkpoints/pit_model.pt (torch.load(..., weights_only=False)), nothing to quantize"
+        )
+    if method == "pit_mixprec":  # the seed of the mixed-precision search is the pruned PIT network
+        seed_path = Path(run_dir) / "checkpoints" / "pit_model.pt"
+        try:
+            model = torch.load(seed_path, map_location=map_location, weights_only=False)
+        except Exception as e:  # noqa: BLE001
+            raise RunDirError(f"{seed_path} is missing or corrupt: {e}") from e
+    else:
+        model = build_model(cfg, cfg.dataset.num_classes, shape[0])
     net = convert(
         model,
         torch.zeros(2, *shape),
