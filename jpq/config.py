@@ -85,6 +85,8 @@ class MethodCfg:
     w_bits: Any = field(default_factory=lambda: [0, 2, 4, 8])
     a_bits: Any = field(default_factory=lambda: [8])
     per_layer: bool = False
+    pit_strength: float = 1.0  # pit / pit_mixprec: strength of PIT's parameter cost (normalised)
+    pit_arch_lr: float = 1.0e-3  # pit / pit_mixprec: Adam lr of the PIT mask logits (§7)
 
 
 @dataclass

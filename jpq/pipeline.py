@@ -218,6 +218,79 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
     return model.to(ctx.device), FitResult(**payload["result"]), hit
 
 
+def _renamed(spec: PhaseSpec, name: str) -> PhaseSpec:
+    spec.name = name
+    return spec
+
+
+def pruned_float_model(net: SearchableNet) -> nn.Module:
+    """The PIT result as a plain float network with the pruned channels physically removed (§7 step 5),
+    built by the export's graph surgery (consumers' input channels follow, adds and flattens included)."""
+    from jpq.export.export import build_model, export_layers, plan_groups
+
+    plans = plan_groups(net)
+    return build_model(net, plans, export_layers(net, plans)).train()
+
+
+def pit_stage(
+    ctx: RunContext, seed_model: nn.Module, progress: Progress
+) -> tuple[nn.Module, SearchableNet, FitResult | None, FitResult | None]:
+    """The sequential baseline's first half (§7): PIT float channel pruning with its own mask logits and a
+    parameter-count cost, physical export, float fine-tune. Returns the pruned float network."""
+    cfg, data = ctx.cfg, ctx.data
+    example = data.train.x[: min(2, len(data.train))].cpu()
+    net = convert(seed_model.cpu(), example, pit=True, keep_alive=True).to(ctx.device)
+    # PIT's cost is the number of float parameters, sum Cin_eff * C_eff * k^2 with Cin_eff live: the size
+    # cost of the kept channels (all in one slot) is proportional to it, and normalisation removes the factor
+    cost_model = get_cost("size", detach_cin=False)
+    scale = reference_cost(cost_model, net.layer_specs(fresh=True))
+    ckpt = ctx.run_dir / "checkpoints"
+    spec = _renamed(phase_spec(cfg, "search"), "pit_search")
+    oc = optim_cfg(cfg.trainer.search.optim)
+    ac = OptimConfig(
+        name="adam",
+        lr=float(cfg.method.pit_arch_lr),
+        weight_decay=0.0,
+        scheduler=oc.scheduler,
+        gamma=oc.gamma,
+        step_size=oc.step_size,
+        milestones=oc.milestones,
+        factors=oc.factors,
+    )
+    opt_w = make_optimizer([{"params": net.weight_parameters()}], oc)
+    opt_g = make_optimizer([{"params": net.arch_parameters()}], ac)
+    term = SearchCost(
+        net, cost_model, float(cfg.method.pit_strength), cfg.trainer.strength_schedule, spec.epochs, scale
+    )
+    s_res = fit(
+        net,
+        data,
+        spec,
+        [(opt_w, make_scheduler(opt_w, oc, spec.epochs)), (opt_g, make_scheduler(opt_g, ac, spec.epochs))],
+        seed=cfg.seed + 11,
+        cost_term=term,
+        ckpt_dir=ckpt,
+        progress=progress,
+    )
+    net.discretize()
+    pruned = pruned_float_model(net).to(ctx.device)
+    f_res = None
+    if cfg.trainer.finetune.epochs > 0:
+        spec = _renamed(phase_spec(cfg, "finetune"), "pit_finetune")
+        oc = optim_cfg(cfg.trainer.finetune.optim)
+        opt = make_optimizer([{"params": list(pruned.parameters())}], oc)
+        f_res = fit(
+            pruned,
+            data,
+            spec,
+            [(opt, make_scheduler(opt, oc, spec.epochs))],
+            seed=cfg.seed + 12,
+            ckpt_dir=ckpt,
+            progress=progress,
+        )
+    return pruned, net, s_res, f_res
+
+
 def search_and_finetune(
     ctx: RunContext, seed_model: nn.Module, progress: Progress
 ) -> tuple[SearchableNet, FitResult | None, FitResult | None, dict[str, Any]]:
@@ -323,10 +396,30 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         tw = time.perf_counter()
         seed_model, warm_res, warm_hit = warmup(ctx, progress)
         wall_warm = time.perf_counter() - tw
-        net, search_res, ft_res, extra = search_and_finetune(ctx, seed_model, progress)
+        pit_res: tuple[FitResult | None, FitResult | None] = (None, None)
+        if cfg.method.name in ("pit", "pit_mixprec"):
+            seed_model, pit_net, *pit = pit_stage(ctx, seed_model, progress)
+            pit_res = (pit[0], pit[1])
+            # the pruned float seed: what pit_mixprec searches, and the final network of pit alone
+            atomic_torch_save(run_dir / "checkpoints" / "pit_model.pt", seed_model.cpu())
+            seed_model.to(device)
+        if cfg.method.name == "pit":
+            net, search_res, ft_res, extra = pit_net, pit_res[0], pit_res[1], {}
+        else:
+            net, search_res, ft_res, extra = search_and_finetune(ctx, seed_model, progress)
     net.eval()
     specs = net.layer_specs(fresh=True)
     costs = evaluate_all(specs)
+    if cfg.method.name == "pit":  # a float network: 32-bit weights, no integer-hardware latency
+        costs = {
+            **costs,
+            "size_bits": 4 * costs["size_bits"],
+            "size_kb": 4 * costs["size_kb"],
+            "bitops": math.nan,
+            "mpic_cycles": math.nan,
+            "mpic_energy_uj": math.nan,
+            "ne16_cycles": math.nan,
+        }
     final = ft_res or search_res
     if final is None:  # nothing trained after the conversion: evaluate the discrete network as is
         from jpq.train.loop import evaluate
@@ -356,6 +449,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "warmup_cache_hit": warm_hit,
         "wall_s_search": search_res.wall_s if search_res else 0.0,
         "wall_s_finetune": ft_res.wall_s if ft_res else 0.0,
+        "wall_s_pit": sum(r.wall_s for r in pit_res if r is not None),
         "wall_s_total": time.perf_counter() - t0,
         "run_dir": str(run_dir),
     }
@@ -363,12 +457,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         record[f"final_test_acc_{k}"] = v
     record.update(extra)
     arch = net.arch()
+    if cfg.method.name == "pit":
+        for layer in arch["layers"]:  # kept PIT channels are float
+            layer["w_bits_counts"] = {"0": layer["w_bits_counts"]["0"], "32": layer["kept"]}
     table = per_layer_table(specs)
     for layer, row in zip(arch["layers"], table, strict=True):
         layer["costs"] = {k: v for k, v in row.items() if k not in layer}
     atomic_write_json(run_dir / "arch.json", arch)
     plot_arch(arch, run_dir / "arch.png", title=f"{record['method']} strength={record['strength']:g}")
-    rows = [r for res in (warm_res, search_res, ft_res) if res for r in res.history]
+    phases = (warm_res, *pit_res, search_res, ft_res) if cfg.method.name != "pit" else (warm_res, *pit_res)
+    rows = [r for res in phases if res for r in res.history]
     atomic_write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"state_dict": _cpu_state(net)})
     write_result(run_dir, record)
@@ -397,7 +495,7 @@ def _summary(rec: dict[str, Any], arch: dict[str, Any]) -> None:
         t.add_row(
             layer["name"],
             f"{layer['kept']}/{layer['c_out']}",
-            *(str(c[k]) for k in ("0", "2", "4", "8")),
+            *(str(c.get(k, 0)) for k in ("0", "2", "4", "8")),
             str(layer["a_bits"] if layer["a_bits"] is not None else "float"),
         )
     console.print(t)

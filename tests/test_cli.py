@@ -137,3 +137,33 @@ def test_unknown_command_and_help(tmp_path: Path) -> None:
     proc = jpq("frobnicate", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "unknown command" in proc.stderr
     assert "plot-pareto" in jpq("--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("method", ["pit", "pit_mixprec", "mixprec", "edmips"])
+def test_other_methods_run(tmp_path: Path, method: str) -> None:
+    jpq("search", *SMOKE, f"method={method}", "hydra.run.dir=run", cwd=tmp_path)
+    rec = json.loads((tmp_path / "run" / "result.json").read_text())
+    arch = json.loads((tmp_path / "run" / "arch.json").read_text())
+    assert rec["method"] == method
+    if method == "pit":  # float network: 32-bit size, no integer-hardware latency
+        kept = {layer["name"]: layer["kept"] for layer in arch["layers"]}
+        assert rec["size_bits"] % 32 == 0 and rec["ne16_cycles"] is None  # NaN is written as null
+        assert (
+            all(set(layer["w_bits_counts"]) == {"0", "32"} for layer in arch["layers"]) and kept["fc"] == 10
+        )
+        assert (tmp_path / "run" / "checkpoints" / "pit_model.pt").exists()
+    else:  # no 0-bit channels: pruning is off for these
+        assert all(layer["w_bits_counts"]["0"] == 0 for layer in arch["layers"])
+    if method == "edmips":  # one precision per layer
+        assert all(sum(1 for v in layer["w_bits_counts"].values() if v) == 1 for layer in arch["layers"])
+    if method == "pit_mixprec":
+        proc = jpq("export", "run", "--max-samples", "64", cwd=tmp_path)
+        assert "weight bits vs run size_bits" in proc.stdout + proc.stderr
+        assert (tmp_path / "run" / "export" / "model.onnx").exists()
+
+
+def test_export_refuses_unfinished_run(tmp_path: Path) -> None:
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("method: {name: joint}\n")
+    proc = jpq("export", "run", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "no finished fine-tune" in proc.stderr

@@ -197,6 +197,7 @@ def convert(
     keep_alive: bool = True,
     act_clip: float = 6.0,
     rescale: bool = True,
+    pit: bool = False,
 ) -> SearchableNet:
     """Build a :class:`SearchableNet` from a float model (usable from Python without Hydra).
 
@@ -210,6 +211,8 @@ def convert(
         input_quant: network-input quantizer (§1.5); unsigned PACT clip 1.0 by default.
         keep_alive: keep at least one channel in every group at the argmax (§11 item 5).
         rescale: divide weights by ``sum_{p != 0} theta_init`` (§3.3) for per-channel soft sampling.
+        pit: PIT float channel pruning instead (§7): per-channel mask logits, float weights, no
+            activation or input quantizers; ``w_bits``/``a_bits``/``sampler`` are then unused.
     """
     iq = input_quant or InputQuant()
     state = SamplerState(sampler, float(temperature), gumbel_hard)
@@ -304,24 +307,29 @@ def convert(
             names = ", ".join(n.name for n in defining + dws)
             raise UnsupportedModelError(f"layers {names} meet at an add but have different channel counts")
         is_out = root is out_root
-        gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
+        if pit:
+            gw: tuple[int, ...] = (8,) if is_out else (0, 8)
+        else:
+            gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
         if not gw:
             raise ValueError("the output layer needs at least one non-zero weight precision")
         g = GroupQuantizer(
             len(groups),
             chans.pop(),
             gw,
-            None if is_out else a_bits,
+            None if is_out or pit else a_bits,
             state,
             per_layer=per_layer,
             keep_alive=keep_alive,
             clip=act_clip,
             members=[str(n.target) for n in members if kinds[n].kind in ("layer", "dw")],
+            is_output=is_out,
+            pit=pit,
         )
         groups.append(g)
         group_of_root[root] = g
     in_bits = tuple(iq.bits) if iq.bits is not None else tuple(a_bits)
-    input_q = ActQuantizer(in_bits, state, clip=iq.hi, signed=iq.signed, lo=iq.lo)
+    input_q = None if pit else ActQuantizer(in_bits, state, clip=iq.hi, signed=iq.signed, lo=iq.lo)
 
     def producer_quant(n: fx.Node) -> ActQuantizer | None:
         root = uf.find(n)
@@ -384,10 +392,11 @@ def convert(
                 q = graph.call_module(name, (n,))
             n.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
     ph = placeholders[0]
-    gm.add_submodule("jpq_input_quant", input_q)
-    with graph.inserting_after(ph):
-        q = graph.call_module("jpq_input_quant", (ph,))
-    ph.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
+    if input_q is not None:
+        gm.add_submodule("jpq_input_quant", input_q)
+        with graph.inserting_after(ph):
+            q = graph.call_module("jpq_input_quant", (ph,))
+        ph.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
     gm.add_submodule("jpq_groups", nn.ModuleList(groups))
     _drop_redundant_relus(gm)
     graph.lint()

@@ -43,6 +43,9 @@ class SearchLayer(nn.Module):
         """Mixed (fake-quantized) weight and bias of this forward call."""
         g: GroupQuantizer = self.group  # type: ignore[assignment]
         theta = g.theta()
+        if g.pit:  # float channel pruning: weights and bias masked, not quantized (§7 PIT)
+            mask = theta[-1]
+            return self.weight * mask.view(-1, *([1] * (self.weight.dim() - 1))), self.bias * mask
         grid = g.grid
         scales = grid_scales(self.weight, grid)  # (P, C, 1), no grad
         w = mixed_weight(self.weight, theta, g.bits_t, grid=grid, scales=scales)

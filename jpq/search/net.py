@@ -45,7 +45,7 @@ class SearchableNet(nn.Module):
         self,
         gm: fx.GraphModule,
         groups: list[GroupQuantizer],
-        input_quant: ActQuantizer,
+        input_quant: ActQuantizer | None,
         layers: list[LayerInfo],
         state: SamplerState,
     ) -> None:
@@ -90,9 +90,10 @@ class SearchableNet(nn.Module):
         """Argmax per channel and per activation tensor, alphas frozen (§3.5); in place, returns self."""
         for g in self.groups:
             g.freeze()
-        self.input_quant.frozen = True
-        self.input_quant.alpha.requires_grad_(False)
-        self.input_quant.last_theta = None
+        if self.input_quant is not None:
+            self.input_quant.frozen = True
+            self.input_quant.alpha.requires_grad_(False)
+            self.input_quant.last_theta = None
         self.discrete = True
         return self
 
@@ -125,18 +126,20 @@ class SearchableNet(nn.Module):
         thetas = [g.argmax_theta() if fresh else g.current_theta() for g in self.groups]
         counts = [g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)]  # (4,) each
         c_eff = [c[1:].sum() for c in counts]
-        in_theta = self.input_quant.current_theta() if not fresh else _argmax_act(self.input_quant)
+        dev = counts[0].device
+        float_in = torch.tensor([0.0, 0.0, 1.0], device=dev)  # unquantized inputs are costed as 8 bit
         specs = []
         for li in self.layers:
             g = self.groups[li.group]
             if li.in_group is None:
-                cin = torch.tensor(float(li.in_const), device=counts[0].device)
-                a_in = self.input_quant.probs_all(in_theta)
+                cin = torch.tensor(float(li.in_const), device=dev)
+                prod = self.input_quant
             else:
                 cin = c_eff[li.in_group] * li.in_mult
                 prod = self.groups[li.in_group].act
-                if prod is None:
-                    raise RuntimeError(f"layer {li.name} reads the float output group")
+            if prod is None:
+                a_in = float_in
+            else:
                 a_in = prod.probs_all(_argmax_act(prod) if fresh else prod.current_theta())
             specs.append(
                 LayerSpec(
@@ -173,7 +176,7 @@ class SearchableNet(nn.Module):
         for li in self.layers:
             gr = groups[li.group]
             counts = {str(b): sum(1 for x in gr["channel_bits"] if x == b) for b in (0, 2, 4, 8)}
-            a_in = self.input_quant.chosen_bits() if li.in_group is None else groups[li.in_group]["a_bits"]
+            a_in = self.input_bits() if li.in_group is None else groups[li.in_group]["a_bits"]
             layers.append(
                 {
                     "name": li.name,
@@ -187,7 +190,11 @@ class SearchableNet(nn.Module):
                     "a_in_bits": a_in,
                 }
             )
-        return {"input_a_bits": self.input_quant.chosen_bits(), "groups": groups, "layers": layers}
+        return {"input_a_bits": self.input_bits(), "groups": groups, "layers": layers}
+
+    def input_bits(self) -> int | None:
+        """Chosen precision of the network input (None: float input, PIT)."""
+        return None if self.input_quant is None else self.input_quant.chosen_bits()
 
 
 def _argmax_act(q: ActQuantizer) -> Tensor:
