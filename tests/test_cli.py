@@ -167,3 +167,45 @@ def test_export_refuses_unfinished_run(tmp_path: Path) -> None:
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text("method: {name: joint}\n")
     proc = jpq("export", "run", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "no finished fine-tune" in proc.stderr
+
+
+def test_cost_golden_resnet8_json(tmp_path: Path) -> None:
+    """algorithm.md §5.6: ResNet-8 (CIFAR-10 input) at w8a8 through the command line."""
+    out = json.loads(
+        jpq("cost", "model=resnet8", "dataset=cifar10", "bits=8", "format=json", cwd=tmp_path).stdout
+    )
+    assert out["size_bits"] == 618_880 and out["size_kb"] == pytest.approx(77.36)
+    assert round(out["mpic_cycles"]) == 5_953_158 and out["ne16_cycles"] == 155_241
+    assert [round(r["ne16_cycles"]) for r in out["layers"]] == [
+        25531,
+        25531,
+        25531,
+        12780,
+        23616,
+        4284,
+        11808,
+        22644,
+        3312,
+        204,
+    ]
+    w4 = json.loads(
+        jpq("cost", "model=resnet8", "dataset=cifar10", "bits=4", "format=json", cwd=tmp_path).stdout
+    )
+    assert w4["size_kb"] == pytest.approx(38.68) and round(w4["mpic_cycles"]) == 5_435_492
+    assert w4["ne16_cycles"] == 104_361
+
+
+def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
+    proc = jpq(
+        "search",
+        "-m",
+        "strength=0.5,1,2",
+        *SMOKE,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweep.dir=sw",
+        cwd=tmp_path,
+    )
+    log = proc.stdout + proc.stderr
+    assert len(list((tmp_path / "sw").glob("*/result.json"))) == 3
+    assert log.count("cache miss") == 1 and log.count("cache hit") == 2

@@ -204,3 +204,25 @@ def test_bad_inputs_have_clear_errors() -> None:
     grouped = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8, 2))
     with pytest.raises(UnsupportedModelError, match="grouped convolution"):
         convert(grouped, torch.rand(1, 4, 3, 3))
+
+
+class Net1d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 6, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm1d(6)
+        self.relu = nn.ReLU()
+        self.c2 = nn.Conv1d(6, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.c2(self.relu(self.bn(self.c1(x)))), 1))
+
+
+def test_conv1d_is_searchable() -> None:
+    net = convert(Net1d().eval(), torch.randn(2, 2, 8))
+    specs = {s.name: s for s in net.layer_specs(fresh=True)}
+    assert specs["c1"].kernel == (3, 1) and specs["c1"].out_hw == (8, 1)
+    assert specs["c2"].out_hw == (3, 1) and float(specs["fc"].cin_eff) == 12.0  # flatten: 4 channels x 3
+    assert get_cost("size")(list(specs.values())).item() == (2 * 3 * 6 + 6 * 3 * 4) * 8 + 12 * 3 * 8
+    assert net(torch.randn(5, 2, 8)).shape == (5, 3)

@@ -17,8 +17,13 @@ def _groups(net) -> set[tuple[str, ...]]:
 def test_resnet8_groups() -> None:
     net = convert(ResNet8(), torch.rand(2, 3, 32, 32))
     assert _groups(net) == {
-        ("conv1", "inputblock.conv1"), ("convblock1.conv1",), ("convblock2.conv1",), ("convblock3.conv1",),
-        ("conv2x", "conv2y"), ("conv3x", "conv3y"), ("out",),
+        ("conv1", "inputblock.conv1"),
+        ("convblock1.conv1",),
+        ("convblock2.conv1",),
+        ("convblock3.conv1",),
+        ("conv2x", "conv2y"),
+        ("conv3x", "conv3y"),
+        ("out",),
     }
     out = [g for g in net.groups if g.is_output]
     assert [g.members for g in out] == [("out",)] and out[0].w_bits == (2, 4, 8)
@@ -31,8 +36,12 @@ def test_resnet8_groups() -> None:
 def test_dscnn_groups() -> None:
     net = convert(DSCNN(), torch.rand(2, 1, 49, 10), input_quant=INPUT_QUANT["gsc"])
     assert _groups(net) == {
-        ("depthwise1", "inputlayer"), ("depthwise2", "pointwise1"), ("depthwise3", "pointwise2"),
-        ("depthwise4", "pointwise3"), ("pointwise4",), ("out",),
+        ("depthwise1", "inputlayer"),
+        ("depthwise2", "pointwise1"),
+        ("depthwise3", "pointwise2"),
+        ("depthwise4", "pointwise3"),
+        ("pointwise4",),
+        ("out",),
     }
     specs = {s.name: s for s in net.layer_specs(fresh=True)}
     assert specs["depthwise2"].op == "dw" and float(specs["depthwise2"].cin_eff) == 64.0
