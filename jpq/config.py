@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from jpq.cost.spec import A_BITS_ALL, W_BITS_ALL
 from jpq.errors import ConfigError
+from jpq.train.optim import OptimConfig
 
 METHODS = ("joint", "mixprec", "edmips", "fixed", "pit", "pit_mixprec")
 PHASES = ("warmup", "search", "finetune")
@@ -30,20 +31,6 @@ def conf_dir() -> str:
 
 
 @dataclass
-class OptimCfg:
-    name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    scheduler: str = "exp"
-    gamma: float = 0.99
-    step_size: int = 7
-    milestones: list[int] = field(default_factory=list)
-    factors: list[float] = field(default_factory=list)
-
-
-@dataclass
 class PhaseCfg:
     epochs: int = 30
     batch_size: int = 32
@@ -52,7 +39,7 @@ class PhaseCfg:
     early_stop_start: int = -1
     monitor: str = "val_acc"
     max_batches: int | None = None
-    optim: OptimCfg = field(default_factory=OptimCfg)
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
 
 @dataclass
@@ -60,8 +47,8 @@ class TrainerCfg:
     warmup: PhaseCfg = field(default_factory=PhaseCfg)
     search: PhaseCfg = field(default_factory=PhaseCfg)
     finetune: PhaseCfg = field(default_factory=PhaseCfg)
-    arch_optim: OptimCfg = field(
-        default_factory=lambda: OptimCfg(
+    arch_optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
             name="sgd", lr=1e-2, weight_decay=0.0, momentum=0.9, scheduler="exp", gamma=0.99
         )
     )
@@ -187,8 +174,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.strength_schedule={cfg.trainer.strength_schedule!r}: constant or incremental"
         )
-    from jpq.train.optim import OptimConfig
-
     for name in ("warmup", "search", "finetune"):
         ph = cfg.trainer[name]
         if ph.epochs < 0 or ph.batch_size < 1 or ph.patience < 1:

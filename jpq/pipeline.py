@@ -140,6 +140,33 @@ class SearchCost:
         return self.cost_model(self.net.layer_specs(fresh=fresh)) / self.scale
 
 
+def fit_phase(
+    ctx: RunContext,
+    model: nn.Module,
+    phase: str,
+    param_groups: list[dict],
+    *,
+    seed: int,
+    progress: Progress,
+    name: str | None = None,
+) -> FitResult:
+    """Train one phase with a single optimizer (warmup, fine-tunes): ``trainer.<phase>`` settings."""
+    spec = phase_spec(ctx.cfg, phase)
+    if name is not None:
+        spec.name = name
+    oc = optim_cfg(ctx.cfg.trainer[phase].optim)
+    opt = make_optimizer(param_groups, oc)
+    return fit(
+        model,
+        ctx.data,
+        spec,
+        [(opt, make_scheduler(opt, oc, spec.epochs))],
+        seed=seed,
+        ckpt_dir=ctx.run_dir / "checkpoints",
+        progress=progress,
+    )
+
+
 def reference_cost(cost_model: Any, specs: list[LayerSpec]) -> float:
     """Cost of the same seed with every channel and activation at 8 bits (normalisation, issue 4)."""
     return float(cost_model(to_uniform(specs, 8, 8)))
@@ -197,18 +224,8 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
     def train() -> dict[str, Any]:
         console.log(f"warmup: training the float seed (cache miss, key {key})")
         m = model.to(ctx.device)
-        spec = phase_spec(cfg, "warmup")
-        oc = optim_cfg(cfg.trainer.warmup.optim)
-        opt = make_optimizer([{"params": [p for p in m.parameters() if p.requires_grad]}], oc)
-        res = fit(
-            m,
-            data,
-            spec,
-            [(opt, make_scheduler(opt, oc, spec.epochs))],
-            seed=cfg.seed,
-            ckpt_dir=ctx.run_dir / "checkpoints",
-            progress=progress,
-        )
+        params = [p for p in m.parameters() if p.requires_grad]
+        res = fit_phase(ctx, m, "warmup", [{"params": params}], seed=cfg.seed, progress=progress)
         return {"state": _cpu_state(m), "result": asdict(res)}
 
     payload, hit = cached(path, train)
@@ -216,11 +233,6 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
         console.log(f"warmup: cache hit {path}")
     model.load_state_dict(payload["state"])
     return model.to(ctx.device), FitResult(**payload["result"]), hit
-
-
-def _renamed(spec: PhaseSpec, name: str) -> PhaseSpec:
-    spec.name = name
-    return spec
 
 
 def pruned_float_model(net: SearchableNet) -> nn.Module:
@@ -245,7 +257,8 @@ def pit_stage(
     cost_model = get_cost("size", detach_cin=False)
     scale = reference_cost(cost_model, net.layer_specs(fresh=True))
     ckpt = ctx.run_dir / "checkpoints"
-    spec = _renamed(phase_spec(cfg, "search"), "pit_search")
+    spec = phase_spec(cfg, "search")
+    spec.name = "pit_search"
     oc = optim_cfg(cfg.trainer.search.optim)
     ac = OptimConfig(
         name="adam",
@@ -276,17 +289,14 @@ def pit_stage(
     pruned = pruned_float_model(net).to(ctx.device)
     f_res = None
     if cfg.trainer.finetune.epochs > 0:
-        spec = _renamed(phase_spec(cfg, "finetune"), "pit_finetune")
-        oc = optim_cfg(cfg.trainer.finetune.optim)
-        opt = make_optimizer([{"params": list(pruned.parameters())}], oc)
-        f_res = fit(
+        f_res = fit_phase(
+            ctx,
             pruned,
-            data,
-            spec,
-            [(opt, make_scheduler(opt, oc, spec.epochs))],
+            "finetune",
+            [{"params": list(pruned.parameters())}],
             seed=cfg.seed + 12,
-            ckpt_dir=ckpt,
             progress=progress,
+            name="pit_finetune",
         )
     return pruned, net, s_res, f_res
 
@@ -356,20 +366,8 @@ def search_and_finetune(
         console.log(f"NE16 promotion: {info['ne16_promoted_channels']} channels raised")
     ft_res = None
     if "finetune" in cfg.phases and cfg.trainer.finetune.epochs > 0:
-        spec = phase_spec(cfg, "finetune")
-        oc = optim_cfg(cfg.trainer.finetune.optim)
-        opt = make_optimizer(
-            split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
-        )
-        ft_res = fit(
-            net,
-            data,
-            spec,
-            [(opt, make_scheduler(opt, oc, spec.epochs))],
-            seed=cfg.seed + 2,
-            ckpt_dir=ckpt,
-            progress=progress,
-        )
+        groups = split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters())
+        ft_res = fit_phase(ctx, net, "finetune", groups, seed=cfg.seed + 2, progress=progress)
     return net, search_res, ft_res, info
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,8 +31,8 @@ class OptimConfig:
     scheduler: str = "exp"
     gamma: float = 0.99
     step_size: int = 7
-    milestones: Sequence[int] = field(default_factory=list)
-    factors: Sequence[float] = field(default_factory=list)
+    milestones: list[int] = field(default_factory=list)
+    factors: list[float] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
         if self.name not in OPTIMIZERS:
