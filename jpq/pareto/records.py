@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jpq.cost import METRIC_NAMES
 from jpq.errors import RunDirError
 from jpq.io import atomic_write_json, atomic_write_text
 
@@ -44,12 +45,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "search_val_acc",
     "final_val_acc",
     "final_test_acc",
-    "size_bits",
-    "size_kb",
-    "bitops",
-    "mpic_cycles",
-    "mpic_energy_uj",
-    "ne16_cycles",
+    *METRIC_NAMES,  # size_bits, size_kb, bitops, mpic_cycles, mpic_energy_uj, ne16_cycles
     "wall_s_warmup",
     "wall_s_search",
     "wall_s_finetune",
