@@ -94,18 +94,20 @@ def evaluate(
     was_training = model.training
     model.eval()
     crit = _criterion(class_weights)
-    total, correct, loss_sum, wsum = 0, 0, 0.0, 0.0
+    sums = torch.zeros(3, device=split.x.device)  # weighted loss, weight, correct (one sync at the end)
+    total = 0
     gen = torch.Generator().manual_seed(seed) if augment is not None else None
     for x, y in batches(split, batch_size, augment=augment, generator=gen, max_batches=max_batches):
         out = model(x)
-        w = float(y.shape[0]) if class_weights is None else float(class_weights[y].sum())
-        loss_sum += float(crit(out, y)) * w
-        wsum += w
-        correct += int((out.argmax(1) == y).sum())
+        w = y.new_tensor(y.shape[0], dtype=out.dtype) if class_weights is None else class_weights[y].sum()
+        sums[0] += crit(out, y) * w
+        sums[1] += w
+        sums[2] += (out.argmax(1) == y).sum()
         total += int(y.shape[0])
     model.train(was_training)
     if total == 0:
         return math.nan, math.nan
+    loss_sum, wsum, correct = sums.tolist()
     return loss_sum / wsum, 100.0 * correct / total
 
 
@@ -158,7 +160,9 @@ def fit(
     for epoch in range(start, phase.epochs):
         model.train()
         te = time.perf_counter()
-        tl, tc, tn, cost_sum = 0.0, 0, 0, 0.0
+        # running sums stay on the device: one host sync per epoch, not three per step
+        sums = torch.zeros(3, device=data.train.x.device)  # loss * batch, correct, cost
+        tn = 0
         strength = cost_term.strength_at(epoch) if cost_term is not None else 0.0
         if progress:
             progress.reset(b_task, total=n_b)
@@ -174,7 +178,7 @@ def fit(
             loss = crit(out, y)
             if cost_term is not None:
                 c = cost_term()
-                cost_sum += float(c.detach())
+                sums[2] += c.detach()
                 if strength != 0.0:
                     loss = loss + strength * c
             for opt, _ in optimizers:
@@ -183,11 +187,12 @@ def fit(
             for opt, _ in optimizers:
                 opt.step()
             bs = int(y.shape[0])
-            tl += float(loss.detach()) * bs
-            tc += int((out.detach().argmax(1) == y).sum())
+            sums[0] += loss.detach() * bs
+            sums[1] += (out.detach().argmax(1) == y).sum()
             tn += bs
             if progress:
                 progress.advance(b_task)
+        tl, tc, cost_sum = sums.tolist()
         if not math.isfinite(tl):
             raise FloatingPointError(f"{phase.name}: the training loss became {tl} at epoch {epoch}")
         val_loss, val_acc = evaluate(
