@@ -29,12 +29,13 @@ from torch import Tensor, nn
 from jpq.config import a_bits_of, validate, w_bits_of
 from jpq.cost import evaluate_all, get_cost, per_layer_table, to_uniform
 from jpq.cost.spec import LayerSpec
-from jpq.data import DataBundle, load_dataset
-from jpq.errors import ConfigError, RunDirError
+from jpq.data import INPUT_QUANT, DataBundle, Split, load_dataset
+from jpq.errors import ConfigError
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
 from jpq.search import SearchableNet, convert
+from jpq.search.sampler import anneal
 from jpq.train.cache import cache_key, cached
 from jpq.train.loop import FitResult, PhaseSpec, fit
 from jpq.train.optim import OptimConfig, make_optimizer, make_scheduler, split_decay
@@ -94,8 +95,6 @@ def load_data(cfg: DictConfig) -> DataBundle:
             f"classes, the data has {tuple(data.input_shape)} / {data.num_classes}"
         )
     if d.limit_train is not None:
-        from jpq.data.base import Split
-
         data.train = Split(data.train.x[: d.limit_train], data.train.y[: d.limit_train])
     return data
 
@@ -119,7 +118,8 @@ def optim_cfg(node: DictConfig) -> OptimConfig:
 
 
 class SearchCost:
-    """``strength(epoch) * cost(specs) / cost_8bit`` evaluated once per step on the last forward's theta.
+    """The search's regularizer: ``cost(specs) / cost_8bit`` on the theta of the last forward pass (§5.1),
+    evaluated once per step, and the strength to multiply it by at each epoch.
 
     Incremental schedule (§6.1): ``min(s/100 + e * 0.99 s / floor(N/2), s)``.
     """
@@ -329,7 +329,7 @@ def search_and_finetune(
         spec = phase_spec(cfg, "search")
         oc, ac = optim_cfg(cfg.trainer.search.optim), optim_cfg(cfg.trainer.arch_optim)
         opt_w = make_optimizer(
-            split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
+            split_decay(net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
         )
         opt_a = make_optimizer([{"params": net.arch_parameters()}], ac)
         term = SearchCost(
@@ -337,8 +337,8 @@ def search_and_finetune(
         )
         decay = float(cfg.sampler.decay)
 
-        def anneal(epoch: int) -> dict[str, float]:
-            net.set_temperature(net.state.temperature * decay)
+        def on_epoch_end(epoch: int) -> dict[str, float]:  # T <- T * decay after every search epoch (§3.4)
+            net.set_temperature(anneal(net.state.temperature, decay))
             return {"temperature": net.state.temperature}
 
         search_res = fit(
@@ -351,7 +351,7 @@ def search_and_finetune(
             ],
             seed=cfg.seed + 1,
             cost_term=term,
-            on_epoch_end=anneal,
+            on_epoch_end=on_epoch_end,
             ckpt_dir=ckpt,
             progress=progress,
         )
@@ -366,7 +366,7 @@ def search_and_finetune(
         console.log(f"NE16 promotion: {info['ne16_promoted_channels']} channels raised")
     ft_res = None
     if "finetune" in cfg.phases and cfg.trainer.finetune.epochs > 0:
-        groups = split_decay(net, net.weight_parameters() + net.clip_parameters(), net.clip_parameters())
+        groups = split_decay(net.weight_parameters() + net.clip_parameters(), net.clip_parameters())
         ft_res = fit_phase(ctx, net, "finetune", groups, seed=cfg.seed + 2, progress=progress)
     return net, search_res, ft_res, info
 
@@ -382,7 +382,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return json.loads(done.read_text())
     validate(cfg)
     cost_model, _ = build_cost(cfg.cost)
-    in_bits = (8,) if cfg.dataset.name == "gsc" else a_bits_of(cfg)
+    iq = INPUT_QUANT.get(cfg.dataset.name)
+    in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
     cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -510,6 +511,3 @@ def _summary(rec: dict[str, Any], arch: dict[str, Any]) -> None:
         f"{rec['wall_s_total']:.1f}",
     )
     console.print(s)
-
-
-__all__ = ["RunDirError", "build_cost", "build_model", "load_data", "run"]

@@ -85,9 +85,7 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(opt, mult)
 
 
-def split_decay(
-    model: nn.Module, params: Iterable[nn.Parameter], no_decay: Iterable[nn.Parameter]
-) -> list[dict]:
+def split_decay(params: Iterable[nn.Parameter], no_decay: Iterable[nn.Parameter]) -> list[dict]:
     """Param groups: ``no_decay`` (PACT clips) with weight_decay 0, the rest with the optimizer's."""
     nd = {id(p) for p in no_decay}
     ps = [p for p in params if p.requires_grad]
