@@ -7,7 +7,7 @@ and each cost model: the median over >= 20 steps (after warm-up) of
 * search step: forward + CE + strength * cost + backward + Adam (weights) + SGD (alphas) steps,
 * cost:        building the LayerSpecs + the cost + its gradient to the alphas (part of the search step).
 
-Blocks of float and search steps alternate so that machine noise hits both alike. Usage::
+Float and search steps alternate one by one so that machine noise hits both alike. Usage::
 
     python scripts/bench_search_step.py [--steps 30] [--device cpu] [--json]
 
@@ -24,12 +24,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from jpq.models.resnet8 import ResNet8
 from rich.console import Console
 from rich.table import Table
 
 from jpq.cost import get_cost, to_uniform
 from jpq.data.base import InputQuant
+from jpq.models.resnet8 import ResNet8
 from jpq.search import convert
 
 
@@ -85,14 +85,13 @@ def bench(
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
-    for _ in range(5):  # warm-up
+    for _ in range(20):  # warm-up: allocator and oneDNN primitive caches settle
         float_step()
         search_step()
     f_ms, s_ms, c_ms = [], [], []
-    block = 5
-    while len(f_ms) < steps:
-        f_ms += timed(float_step, block)
-        s_ms += timed(search_step, block)
+    while len(f_ms) < steps:  # strict alternation: a slow spell of the machine hits both alike
+        f_ms += timed(float_step, 1)
+        s_ms += timed(search_step, 1)
     net(x)  # a forward with graph for the cost-only timing
     c_ms = timed(cost_only, steps)
     f, s, c = statistics.median(f_ms), statistics.median(s_ms), statistics.median(c_ms)
@@ -109,7 +108,7 @@ def bench(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration (>= 20)")
+    p.add_argument("--steps", type=int, default=60, help="timed steps per configuration (>= 20)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--costs", default="size,bitops,mpic,ne16")

@@ -78,6 +78,13 @@ class ActQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         th = self.theta()
         self.last_theta = th
+        if len(self.bits) > 1 and (self.frozen or not (self.training or torch.is_grad_enabled())):
+            # discrete (fine-tune, or evaluation without autograd): only the argmax precision is
+            # computed; the same operations as the exported network's PACT, and no alpha gradient is lost
+            j = self.bits.index(self.chosen_bits())
+            lo = None if self.clip_lo is None else self.clip_lo[j : j + 1]
+            return mixed_pact(x, self.clip_val[j : j + 1], self.one, self.bits_t[j : j + 1], lo,
+                              levels=self.levels[j : j + 1])
         return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo, levels=self.levels)
 
     def current_theta(self) -> Tensor:
