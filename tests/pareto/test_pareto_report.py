@@ -137,3 +137,27 @@ def test_report_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown group_by column 'methods'.*method"):
         pareto_report(tmp_path / "sweep", group_by="methods", console=console)
     assert not (tmp_path / "sweep" / "pareto.csv").exists()  # nothing written on a bad request
+
+
+# the paper's PIT + MixPrec front on CIFAR-10 (size_kb, accuracy %), algorithm.md §9
+SEQUENTIAL = [(8.8, 66.7), (9.6, 75.8), (13.1, 79.0), (20.0, 83.6), (22.2, 84.2), (33.4, 85.1)]
+
+
+def test_summary_compares_with_the_sequential_baseline(tmp_path: Path) -> None:
+    make_sweep(tmp_path)
+    for i, (kb, acc) in enumerate(SEQUENTIAL):
+        write_result(tmp_path / "seq" / f"s{i}",
+                     _record("pit_mixprec", (kb, acc, 1e6, 1e5), w_bits="2,4,8"))
+    console, buf = _console()
+    pareto_report(tmp_path, console=console)
+    summary = pd.read_csv(tmp_path / "pareto_summary.csv").set_index("group")
+    # best case for joint: 5.9 kB reaches the 66.7 % of the 8.8 kB sequential point
+    assert summary.loc["joint", "reduction_vs_pit_mixprec_pct"] == pytest.approx(100 * (1 - 5.9 / 8.8))
+    # mixprec never beats it: its best case is 33.0 kB against the 22.2 kB / 84.2 % point
+    assert summary.loc["mixprec", "reduction_vs_pit_mixprec_pct"] == pytest.approx(100 * (1 - 33.0 / 22.2))
+    assert math.isnan(summary.loc["pit_mixprec", "reduction_vs_pit_mixprec_pct"])
+    assert math.isnan(summary.loc["fixed", "reduction_vs_pit_mixprec_pct"])
+    assert "vs pit_mixprec (up to)" in buf.getvalue() and "+32.95 %" in buf.getvalue()
+    # without the sequential baseline there is no such column
+    assert "reduction_vs_pit_mixprec_pct" not in front_summary(
+        pd.read_csv(tmp_path / "pareto.csv").query("method != 'pit_mixprec'"), x="size_kb").columns
