@@ -39,6 +39,75 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _hydra_message(e: Exception) -> str:
+    """Hydra's multi-line composition errors as one line."""
+    from hydra.errors import MissingConfigException
+
+    text = str(e).strip()
+    if isinstance(e, MissingConfigException) and "Available options in" in text:
+        head, _, rest = text.partition("\n\nAvailable options in")
+        rest = rest.split("\nConfig search path:")[0]
+        options = [ln.strip() for ln in rest.split("\n")[1:] if ln.startswith("\t")]
+        return f"{head.strip()}; available: {', '.join(options)}"
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    msg = lines[0].rstrip(".") if lines else type(e).__name__
+    if e.__cause__ is not None and str(e.__cause__).strip():
+        msg += ": " + str(e.__cause__).strip().split("\n")[0].strip()
+    if text.startswith("Ambiguous value"):
+        msg += " (sweep it with -m, or pass a list as key=[a,b])"
+    elif len(lines) > 1 and lines[1].startswith("To append"):
+        msg += f" ({lines[1][0].lower()}{lines[1][1:]})"
+    return msg
+
+
+def _precheck(argv: list[str]) -> str | None:
+    """Compose every job of the command line and check its values before Hydra launches anything.
+
+    A sweep (``-m key=a,b``) is checked value by value, so a bad value in the last job stops the whole
+    sweep before the first one trains. Returns the one-line error, or None when all is well (and when
+    the command line holds Hydra flags other than ``-m``, which Hydra handles itself).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from jpq.config import conf_dir
+    from jpq.pipeline import check_config
+
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return None
+    multirun = bool(flags)
+    plain = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's input
+        return _hydra_message(e)
+    base: list[str] = []
+    variants: list[tuple[int, list[str]]] = []
+    for i, (text, o) in enumerate(zip(plain, parsed, strict=True)):
+        if o.is_sweep_override():
+            if not multirun:
+                return f"{text}: a comma-separated value is a sweep; add -m to sweep it, or pass a list as key=[a,b]"
+            values = list(o.sweep_string_iterator())
+            key = text.split("=", 1)[0]
+            base.append(f"{key}={values[0]}")
+            variants += [(i, [f"{key}={v}"]) for v in values[1:]]
+        else:
+            base.append(text)
+    jobs = [base] + [base[:i] + ov + base[i + 1:] for i, ov in variants]
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="jpq"):
+        for job in jobs:
+            try:
+                cfg = compose(config_name="config", overrides=job)
+            except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf errors: the user's input
+                return _hydra_message(e)
+            try:
+                check_config(cfg)
+            except JpqError as e:
+                return str(e)
+    return None
+
+
 def _search(argv: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -47,6 +116,9 @@ def _search(argv: list[str]) -> int:
     from jpq.config import conf_dir, register_schema
 
     register_schema()
+    problem = _precheck(argv)
+    if problem is not None:
+        return _fail(problem)
 
     @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
     def app(cfg: DictConfig) -> None:

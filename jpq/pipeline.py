@@ -371,6 +371,15 @@ def search_and_finetune(
     return net, search_res, ft_res, info
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every check that needs no data: the values (``validate``) and what the cost model can model."""
+    validate(cfg)
+    cost_model, _ = build_cost(cfg.cost)
+    iq = INPUT_QUANT.get(cfg.dataset.name)
+    in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
+    cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run one job; returns the result record (also written to ``run_dir``)."""
     run_dir = Path(run_dir)
@@ -380,11 +389,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
         console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
         return json.loads(done.read_text())
-    validate(cfg)
-    cost_model, _ = build_cost(cfg.cost)
-    iq = INPUT_QUANT.get(cfg.dataset.name)
-    in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
-    cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
+    check_config(cfg)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     t0 = time.perf_counter()

@@ -123,14 +123,18 @@ def test_cost_of_the_digits_seed(tmp_path: Path) -> None:
         (["cost=nope"], "Could not find 'cost/nope'"),
         (["strenght=1"], "strenght"),
         (["cost=ne16", "method.a_bits=[4,8]"], "cannot model activation precision"),
+        (["strength=1,2"], "add -m to sweep it"),
+        (["-m", "strength=1,-1"], "strength must be >= 0, got -1.0"),  # the 2nd job: stops the 1st too
+        (["-m", "cost=size,nope"], "Could not find 'cost/nope'; available: bitops, mpic, ne16, size"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path: Path, args: list[str], message: str) -> None:
-    proc = jpq("search", *SMOKE, *args, "hydra.run.dir=run", cwd=tmp_path, check=False)
-    assert proc.returncode != 0
-    assert message in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+    proc = jpq("search", *SMOKE, *args, "hydra.run.dir=run", "hydra.sweep.dir=sweep", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line
+    assert proc.stderr.startswith("error: ") and message in proc.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()  # nothing was started
 
 
 def test_unknown_command_and_help(tmp_path: Path) -> None:
