@@ -87,7 +87,8 @@ def _precheck(argv: list[str]) -> str | None:
     for i, (text, o) in enumerate(zip(plain, parsed, strict=True)):
         if o.is_sweep_override():
             if not multirun:
-                return f"{text}: a comma-separated value is a sweep; add -m to sweep it, or pass a list as key=[a,b]"
+                return (f"{text}: a comma-separated value is a sweep; add -m to sweep it, "
+                        "or pass a list as key=[a,b]")
             values = list(o.sweep_string_iterator())
             key = text.split("=", 1)[0]
             base.append(f"{key}={values[0]}")

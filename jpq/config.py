@@ -124,7 +124,9 @@ def _bits(value: Any, allowed: tuple[int, ...], what: str) -> tuple[int, ...]:
         try:
             b = int(str(v).strip())
         except ValueError:
-            raise ConfigError(f"{what}: {v!r} is not a number; choose bit-widths from {sorted(allowed)}") from None
+            raise ConfigError(
+                f"{what}: {v!r} is not a number; choose bit-widths from {sorted(allowed)}"
+            ) from None
         if b not in allowed:
             raise ConfigError(f"{what}: {b} bits is not supported; choose from {sorted(allowed)}")
         out.append(b)
