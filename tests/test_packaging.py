@@ -1,0 +1,21 @@
+"""The Hydra configs must reach a non-editable install (``pip install .``): every conf/ folder is a
+package of pyproject.toml with its YAML files as package data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_config_group_is_packaged() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and any(p.glob("*.yaml"))}
+    packaged = {p.removeprefix("jpq.conf.") for p in tool["packages"] if p.startswith("jpq.conf.")}
+    assert groups == packaged
+    assert all(tool["package-data"][f"jpq.conf.{g}"] == ["*.yaml"] for g in groups)
+    assert tool["package-dir"]["jpq.conf"] == "conf"
