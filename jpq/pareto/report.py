@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -215,26 +216,27 @@ def _print_tables(console: Console, df: pd.DataFrame, summary: pd.DataFrame, *, 
             table.add_row(*cells)
         console.print(table)
 
+    # the best fixed baseline's column is marked instead of repeated (pareto_summary.csv has both)
     red_cols = [c for c in summary.columns
                 if c.startswith("reduction_vs_") and c != "reduction_vs_best_fixed_pct"]
     best = summary["best_fixed"].dropna()
-    best_name = f" ({best.iloc[0]})" if len(best) else ""
-    table = Table(title=f"Summary by {group_by}: {y} vs {x}", title_justify="left")
-    table.add_column(group_by)
+    best_name = str(best.iloc[0]) if len(best) else None
+    table = Table(title=f"Summary by {group_by}: {y} vs {x}; {x} reduction at iso-accuracy",
+                  title_justify="left")
+    table.add_column(group_by, no_wrap=True)
     table.add_column("points", justify="right")
     table.add_column("on front", justify="right")
     table.add_column("HV (norm.)", justify="right")
-    table.add_column(f"{x} reduction vs best fixed{best_name}", justify="right")
     for c in red_cols:
         name = c.removeprefix("reduction_vs_").removesuffix("_pct")
-        table.add_column(f"vs {name}" + (" (up to)" if name == SEQUENTIAL_METHOD else ""), justify="right")
+        note = " (up to)" if name == SEQUENTIAL_METHOD else " (best fixed)" if name == best_name else ""
+        table.add_column(f"vs {name}{note}", justify="right", no_wrap=True)
     for _, r in summary.iterrows():
         table.add_row(
             str(r["group"]),
             str(r["n_points"]),
             str(r["n_front"]),
             f"{r['hypervolume']:.2f}" if math.isfinite(r["hypervolume"]) else "-",
-            _fmt(r["reduction_vs_best_fixed_pct"], "pct"),
             *[_fmt(r[c], "pct") for c in red_cols],
         )
     console.print(table)
@@ -281,7 +283,8 @@ def pareto_report(
         ConfigError: ``x``, ``y`` or ``group_by`` is not a (numeric, where needed) column; the error lists
             the valid names.
     """
-    console = console if console is not None else Console()
+    # a log file or pipe gets rich's 80 columns, too narrow for the summary: use a wide page there
+    console = console if console is not None else Console(width=None if sys.stdout.isatty() else 150)
     root = Path(root)
     if not root.is_dir():
         raise RunDirError(f"results folder {root} does not exist" if not root.exists()
