@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -193,20 +195,48 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+def load_init(model: nn.Module, init: str) -> None:
+    """``warmup.init_from``: a state_dict (bare, under "state_dict", or a jpq warmup cache file) into
+    ``model``; every way it can fail is a one-line ConfigError."""
+    path = Path(init)
+    if not path.is_file():
+        raise ConfigError(f"warmup.init_from={init}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"warmup.init_from={init}: not a checkpoint written by torch.save")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refuses arbitrary Python objects
+        raise ConfigError(
+            f"warmup.init_from={init}: holds Python objects, not a state_dict "
+            "(save it with torch.save(model.state_dict(), PATH))"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - whatever else torch.load refuses
+        raise ConfigError(f"warmup.init_from={init}: unreadable checkpoint ({_first_line(e)})") from e
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("state", state))
+    what = f"warmup.init_from={init}: not a state_dict of {type(model).__name__}"
+    if not isinstance(state, dict):
+        raise ConfigError(f"{what} (it holds a {type(state).__name__})")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except Exception as e:  # noqa: BLE001 - shape mismatches
+        raise ConfigError(f"{what} ({_first_line(e)})") from e
+    if missing or unexpected:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+        parts = ([f"{len(missing)} missing keys ({few(missing)})"] if missing else []) + (
+            [f"{len(unexpected)} unexpected keys ({few(unexpected)})"] if unexpected else [])
+        raise ConfigError(f"{what}: {'; '.join(parts)}")
+
+
 def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | None, bool]:
     """Phase 1 (float, BN): cached by a key of everything that determines it."""
     cfg, data = ctx.cfg, ctx.data
     model = build_model(cfg, data.num_classes, data.input_shape[0])
     init = cfg.warmup.init_from
     if init:
-        path = Path(init)
-        if not path.is_file():
-            raise ConfigError(f"warmup.init_from={init}: no such file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(f"warmup.init_from={init}: not a state_dict of this model ({e})") from e
+        load_init(model, init)
     if "warmup" not in cfg.phases or cfg.trainer.warmup.epochs == 0:
         return model.to(ctx.device), None, False
     key = cache_key(
@@ -233,6 +263,12 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
         console.log(f"warmup: cache hit {path}")
     model.load_state_dict(payload["state"])
     return model.to(ctx.device), FitResult(**payload["result"]), hit
+
+
+def _first_line(e: Exception, limit: int = 300) -> str:
+    """An exception's message as one line (torch's load errors span many)."""
+    text = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def pruned_float_model(net: SearchableNet) -> nn.Module:
@@ -390,6 +426,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
         return json.loads(done.read_text())
     check_config(cfg)
+    if cfg.warmup.init_from:  # fail on a bad checkpoint before the data is loaded
+        load_init(build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0]), cfg.warmup.init_from)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     t0 = time.perf_counter()
