@@ -40,6 +40,7 @@ from jpq.search import SearchableNet, convert
 from jpq.search.sampler import anneal
 from jpq.train.cache import cache_key, cached
 from jpq.train.loop import FitResult, PhaseSpec, fit
+from jpq.train.memory import keep_freed_memory
 from jpq.train.optim import OptimConfig, make_optimizer, make_scheduler, split_decay
 
 console = Console(stderr=True)
@@ -426,6 +427,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
         return json.loads(done.read_text())
     check_config(cfg)
+    keep_freed_memory()
     if cfg.warmup.init_from:  # fail on a bad checkpoint before the data is loaded
         load_init(build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0]), cfg.warmup.init_from)
     device = resolve_device(cfg.device)

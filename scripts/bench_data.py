@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from jpq.data.augment import augment_cifar10
 from jpq.data.base import Split, batches
+from jpq.train.memory import keep_freed_memory
 
 
 class _StandInResNet8(nn.Module):
@@ -88,6 +89,7 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, bat
 
 
 def main() -> None:
+    keep_freed_memory()  # as jpq search does
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="generated training images")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -31,6 +31,7 @@ from jpq.cost import get_cost, to_uniform
 from jpq.data.base import InputQuant
 from jpq.models.resnet8 import ResNet8
 from jpq.search import convert
+from jpq.train.memory import keep_freed_memory
 
 
 def _sync(device: torch.device) -> None:
@@ -107,6 +108,7 @@ def bench(
 
 
 def main() -> None:
+    kept = keep_freed_memory()  # as jpq search does: both steps run with it
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60, help="timed steps per configuration (>= 20)")
     p.add_argument("--device", default="cpu")
@@ -123,7 +125,8 @@ def main() -> None:
             rows.append(bench(a_bits, cost, max(20, a.steps), device, a.batch))
     t = Table(
         title=f"ResNet-8 search step vs float step (batch {a.batch}, {device}, "
-        f"{torch.get_num_threads()} threads, median of {max(20, a.steps)})"
+        f"{torch.get_num_threads()} threads, median of {max(20, a.steps)}"
+        f"{', freed memory kept' if kept else ''})"
     )
     for col in ("a_bits", "cost", "float ms", "search ms", "search/float", "cost ms", "cost share"):
         t.add_column(col, justify="right")

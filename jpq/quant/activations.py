@@ -19,6 +19,8 @@ tensor ``floor(S_j * clamp(x))`` for the theta gradient instead of recomputing i
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -78,7 +80,11 @@ class _Pact(torch.autograd.Function):
         lower = float(lo) if ctx.signed else 0.0
         inside = torch.ops.aten.hardtanh_backward(grad, x, lower, float(hi))
         grad_hi = grad_lo = None
-        if need_hi or (ctx.signed and need_lo):
+        if not ctx.signed:
+            if need_hi:  # x >= hi  <=>  x > the float just below hi: one pass
+                below_hi = float(torch.nextafter(hi.detach(), hi.new_full((), -math.inf)))
+                grad_hi = torch.ops.aten.threshold_backward(grad, x, below_hi).sum().reshape(hi.shape)
+        elif need_hi or need_lo:
             over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
             s_inside = inside.sum()
             if need_hi:  # x >= hi  <=>  x > lower and not inside
