@@ -91,9 +91,7 @@ class SearchableNet(nn.Module):
         for g in self.groups:
             g.freeze()
         if self.input_quant is not None:
-            self.input_quant.frozen = True
-            self.input_quant.alpha.requires_grad_(False)
-            self.input_quant.last_theta = None
+            self.input_quant.freeze()
         self.discrete = True
         return self
 

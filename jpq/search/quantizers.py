@@ -59,6 +59,7 @@ class ActQuantizer(nn.Module):
         self.signed = signed
         self.state = state
         self.frozen = False
+        self._frozen_index: int | None = None  # the argmax precision once frozen, computed at first use
         self.alpha = nn.Parameter(_init_logits(self.bits))
         self.clip_val = nn.Parameter(torch.full((len(bits),), float(clip)))
         self.clip_lo = nn.Parameter(torch.full((len(bits),), float(lo))) if signed else None
@@ -81,11 +82,25 @@ class ActQuantizer(nn.Module):
         if len(self.bits) > 1 and (self.frozen or not (self.training or torch.is_grad_enabled())):
             # discrete (fine-tune, or evaluation without autograd): only the argmax precision is
             # computed; the same operations as the exported network's PACT, and no alpha gradient is lost
-            j = self.bits.index(self.chosen_bits())
+            j = self._frozen_index if self.frozen else None
+            if j is None:
+                j = self.bits.index(self.chosen_bits())
+                self._frozen_index = j if self.frozen else None
             lo = None if self.clip_lo is None else self.clip_lo[j : j + 1]
             return mixed_pact(x, self.clip_val[j : j + 1], self.one, self.bits_t[j : j + 1], lo,
                               levels=self.levels[j : j + 1])
         return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo, levels=self.levels)
+
+    def freeze(self) -> None:
+        """Discretize: the argmax precision from now on, logits frozen (§3.5)."""
+        self.frozen = True
+        self.alpha.requires_grad_(False)
+        self.last_theta = None
+        self._frozen_index = None
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._frozen_index = None  # new logits: the argmax is recomputed
+        super()._load_from_state_dict(*args, **kwargs)
 
     def current_theta(self) -> Tensor:
         """theta of the last forward call, or the argmax when none happened yet."""
@@ -165,6 +180,10 @@ class GroupQuantizer(nn.Module):
         self._frozen_theta: Tensor | None = None
         self._warned = False
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._frozen_theta = None  # new logits: the argmax is recomputed
+        super()._load_from_state_dict(*args, **kwargs)
+
     @property
     def grid(self) -> WeightGrid:
         return WeightGrid(self.grid_levels, self.grid_upper, self.grid_nonzero)
@@ -239,9 +258,7 @@ class GroupQuantizer(nn.Module):
         self._frozen_theta = None
         self.last_theta = None
         if self.act is not None:
-            self.act.frozen = True
-            self.act.alpha.requires_grad_(False)
-            self.act.last_theta = None
+            self.act.freeze()
 
     # -- reporting ---------------------------------------------------------------------------------
     def channel_bits(self) -> list[int]:

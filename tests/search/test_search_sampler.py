@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from jpq.search.quantizers import GroupQuantizer
+from jpq.quant import pact
+from jpq.search.quantizers import ActQuantizer, GroupQuantizer
 from jpq.search.sampler import DEFAULT_DECAY, SamplerState, anneal, one_hot_argmax, sample
 
 
@@ -108,3 +109,18 @@ def test_per_layer_alpha_shared_by_all_channels() -> None:
     g = _group(bits=(2, 4, 8), per_layer=True)
     assert g.alpha.shape == (3, 1)
     assert g.train().theta().shape == (3, 5)
+
+
+def test_frozen_activation_quantizer_follows_loaded_logits() -> None:
+    """Discrete (frozen) activation quantizers compute only the argmax precision; a state_dict loaded
+    after discretize() (as when a run is reloaded for export) must move that choice."""
+    x = torch.linspace(-1.0, 7.0, 101)
+    q = ActQuantizer((2, 4, 8), SamplerState())
+    q.freeze()
+    torch.testing.assert_close(q(x), pact(x, 6.0, 8), rtol=0, atol=0)  # init logits: 8 bits
+    state = {k: v.clone() for k, v in q.state_dict().items()}
+    state["alpha"] = torch.tensor([1.0, 0.0, 0.0])
+    q.load_state_dict(state)
+    assert q.chosen_bits() == 2
+    torch.testing.assert_close(q(x), pact(x, 6.0, 2), rtol=0, atol=0)
+    assert not q.alpha.requires_grad and q.current_theta().tolist() == [1.0, 0.0, 0.0]
