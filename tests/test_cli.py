@@ -213,3 +213,25 @@ def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
     log = proc.stdout + proc.stderr
     assert len(list((tmp_path / "sw").glob("*/result.json"))) == 3
     assert log.count("cache miss") == 1 and log.count("cache hit") == 2
+
+
+@pytest.mark.parametrize(
+    "overrides,target",
+    [
+        ([], "jpq.models.digits.DigitsCNN"),
+        (["dataset=cifar10"], "jpq.models.resnet8.ResNet8"),
+        (["dataset=gsc"], "jpq.models.dscnn.DSCNN"),
+        (["dataset=tiny_imagenet"], "jpq.models.resnet18.ResNet18"),
+        (["dataset=cifar10", "model=dscnn"], "jpq.models.dscnn.DSCNN"),  # an explicit model wins
+    ],
+)
+def test_the_dataset_picks_its_seed_network(overrides: list[str], target: str) -> None:
+    """`jpq search dataset=cifar10 cost=ne16` searches ResNet-8, the dataset's seed, not the default CNN."""
+    from hydra import compose, initialize_config_dir
+
+    from jpq.config import conf_dir, register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="test"):
+        cfg = compose(config_name="config", overrides=[*overrides, "cost=ne16"])
+    assert cfg.model._target_ == target
