@@ -317,7 +317,8 @@ def locate(
         return fetch_archive(key, data_dir, progress=progress)
     raise DatasetError(
         f"{what} not found: put the official archive {archive.filename} ({archive.url}) into {data_dir}/ "
-        f"or extract it to {data_dir / folders[0]}/ (expected {marker} there), or pass download=True"
+        f"or extract it to {data_dir / folders[0]}/ (expected {marker} there), or let jpq fetch it "
+        "(dataset.download=true on the command line, download=True from Python)"
     )
 
 
