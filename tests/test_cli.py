@@ -235,3 +235,23 @@ def test_the_dataset_picks_its_seed_network(overrides: list[str], target: str) -
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="test"):
         cfg = compose(config_name="config", overrides=[*overrides, "cost=ne16"])
     assert cfg.model._target_ == target
+
+
+@pytest.mark.parametrize("experiment", ["compare_digits", "compare_cifar10"])
+def test_comparison_presets_compose(experiment: str) -> None:
+    """Every point a comparison preset sweeps exists and passes the start-up checks."""
+    from hydra import compose, initialize_config_dir
+
+    from jpq.config import conf_dir, register_schema
+    from jpq.pipeline import check_config
+
+    register_schema()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="test"):
+        base = compose(config_name="config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        variants = str(base.hydra.sweeper.params["+variant"]).split(",")
+        methods = set()
+        for v in variants:
+            cfg = compose(config_name="config", overrides=[f"experiment={experiment}", f"+variant={v}"])
+            check_config(cfg)
+            methods.add(cfg.method.name)
+    assert {"joint", "mixprec", "fixed", "pit_mixprec"} <= methods
