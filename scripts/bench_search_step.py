@@ -9,7 +9,7 @@ and each cost model: the median over >= 20 steps (after warm-up) of
 
 Float and search steps alternate one by one so that machine noise hits both alike. Usage::
 
-    python scripts/bench_search_step.py [--steps 30] [--device cpu] [--json]
+    python scripts/bench_search_step.py [--steps 60] [--device cpu] [--json]
 
 With ``--json`` the last line is a JSON list of rows (a_bits, cost, float_ms, search_ms, ratio, cost_ms,
 cost_share).
