@@ -53,11 +53,20 @@ def _hydra_message(e: Exception) -> str:
     msg = lines[0].rstrip(".") if lines else type(e).__name__
     if e.__cause__ is not None and str(e.__cause__).strip():
         msg += ": " + str(e.__cause__).strip().split("\n")[0].strip()
-    if text.startswith("Ambiguous value"):
-        msg += " (sweep it with -m, or pass a list as key=[a,b])"
-    elif len(lines) > 1 and lines[1].startswith("To append"):
+    if len(lines) > 1 and lines[1].startswith("To append"):
         msg += f" ({lines[1][0].lower()}{lines[1][1:]})"
     return msg
+
+
+def compose_config(overrides: list[str], *, hydra_config: bool = False):  # noqa: ANN202 - DictConfig
+    """The config ``jpq search`` would run with these overrides (``hydra_config``: with its hydra node)."""
+    from hydra import compose, initialize_config_dir
+
+    from jpq.config import conf_dir, register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="jpq"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_config)
 
 
 def _precheck(argv: list[str]) -> str | None:
@@ -67,10 +76,8 @@ def _precheck(argv: list[str]) -> str | None:
     sweep before the first one trains. Returns the one-line error, or None when all is well (and when
     the command line holds Hydra flags other than ``-m``, which Hydra handles itself).
     """
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from jpq.config import conf_dir
     from jpq.pipeline import check_config
 
     flags = [a for a in argv if a.startswith("-")]
@@ -83,7 +90,7 @@ def _precheck(argv: list[str]) -> str | None:
     except Exception as e:  # noqa: BLE001 - any parse error is the user's input
         return _hydra_message(e)
     base: list[str] = []
-    variants: list[tuple[int, list[str]]] = []
+    variants: list[tuple[int, str]] = []  # (position, one other value of a swept key)
     for i, (text, o) in enumerate(zip(plain, parsed, strict=True)):
         if o.is_sweep_override():
             if not multirun:
@@ -92,20 +99,19 @@ def _precheck(argv: list[str]) -> str | None:
             values = list(o.sweep_string_iterator())
             key = text.split("=", 1)[0]
             base.append(f"{key}={values[0]}")
-            variants += [(i, [f"{key}={v}"]) for v in values[1:]]
+            variants += [(i, f"{key}={v}") for v in values[1:]]
         else:
             base.append(text)
-    jobs = [base] + [base[:i] + ov + base[i + 1:] for i, ov in variants]
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="jpq"):
-        for job in jobs:
-            try:
-                cfg = compose(config_name="config", overrides=job)
-            except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf errors: the user's input
-                return _hydra_message(e)
-            try:
-                check_config(cfg)
-            except JpqError as e:
-                return str(e)
+    jobs = [base] + [[*base[:i], ov, *base[i + 1:]] for i, ov in variants]
+    for job in jobs:
+        try:
+            cfg = compose_config(job)
+        except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf errors: the user's input
+            return _hydra_message(e)
+        try:
+            check_config(cfg)
+        except JpqError as e:
+            return str(e)
     return None
 
 
@@ -136,16 +142,6 @@ def _search(argv: list[str]) -> int:
     return 0
 
 
-def _compose(overrides: list[str]):  # noqa: ANN202 - DictConfig
-    from hydra import compose, initialize_config_dir
-
-    from jpq.config import conf_dir, register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="jpq"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def _cost(argv: list[str]) -> int:
     """``jpq cost``: per-layer table and totals under every cost model."""
     import torch
@@ -171,7 +167,7 @@ def _cost(argv: list[str]) -> int:
         from jpq.pipeline import build_model
         from jpq.search import convert
 
-        cfg = _compose(overrides)
+        cfg = compose_config(overrides)
         try:
             bits = int(extra.get("bits", "8"))
         except ValueError:

@@ -182,6 +182,7 @@ class RunContext:
     run_dir: Path
     device: torch.device
     data: DataBundle
+    init_state: dict[str, Any] | None = None  # warmup.init_from, read (and checked) once by run()
 
 
 def _progress(enabled: bool) -> Progress:
@@ -196,9 +197,9 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def load_init(model: nn.Module, init: str) -> None:
-    """``warmup.init_from``: a state_dict (bare, under "state_dict", or a jpq warmup cache file) into
-    ``model``; every way it can fail is a one-line ConfigError."""
+def read_init(init: str) -> dict[str, Any]:
+    """``warmup.init_from``: the state_dict in the file (bare, under "state_dict", or a jpq warmup cache
+    file); every way it can fail is a one-line ConfigError."""
     path = Path(init)
     if not path.is_file():
         raise ConfigError(f"warmup.init_from={init}: no such file")
@@ -215,9 +216,14 @@ def load_init(model: nn.Module, init: str) -> None:
         raise ConfigError(f"warmup.init_from={init}: unreadable checkpoint ({_first_line(e)})") from e
     if isinstance(state, dict):
         state = state.get("state_dict", state.get("state", state))
-    what = f"warmup.init_from={init}: not a state_dict of {type(model).__name__}"
     if not isinstance(state, dict):
-        raise ConfigError(f"{what} (it holds a {type(state).__name__})")
+        raise ConfigError(f"warmup.init_from={init}: holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def apply_init(model: nn.Module, state: dict[str, Any], init: str) -> None:
+    """Load ``state`` (from :func:`read_init`) into the seed; a mismatch is a one-line ConfigError."""
+    what = f"warmup.init_from={init}: not a state_dict of {type(model).__name__}"
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except Exception as e:  # noqa: BLE001 - shape mismatches
@@ -236,8 +242,8 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
     cfg, data = ctx.cfg, ctx.data
     model = build_model(cfg, data.num_classes, data.input_shape[0])
     init = cfg.warmup.init_from
-    if init:
-        load_init(model, init)
+    if ctx.init_state is not None:
+        apply_init(model, ctx.init_state, init)
     if "warmup" not in cfg.phases or cfg.trainer.warmup.epochs == 0:
         return model.to(ctx.device), None, False
     key = cache_key(
@@ -428,13 +434,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return json.loads(done.read_text())
     check_config(cfg)
     keep_freed_memory()
-    if cfg.warmup.init_from:  # fail on a bad checkpoint before the data is loaded
-        load_init(build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0]), cfg.warmup.init_from)
+    init_state = None
+    if cfg.warmup.init_from:  # fail on a bad checkpoint before the data is loaded (the data's shape is
+        init_state = read_init(cfg.warmup.init_from)  # checked against cfg.dataset by load_data)
+        seed = build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
+        apply_init(seed, init_state, cfg.warmup.init_from)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     t0 = time.perf_counter()
     data = load_data(cfg).to(device)
-    ctx = RunContext(cfg, run_dir, device, data)
+    ctx = RunContext(cfg, run_dir, device, data, init_state)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _progress(cfg.progress) as progress:
         tw = time.perf_counter()

@@ -45,16 +45,6 @@ GSC_REAL = {"train": 85_511, "val": 10_102, "test": 4_890}
 GSC_REAL_SOURCE = 105_829 + 4_890 + 668 + 121  # clips + test clips + silence windows featurised once
 
 
-def _compose(experiment: str, overrides: list[str]) -> Any:
-    from hydra import compose, initialize_config_dir
-
-    from jpq.config import conf_dir, register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="time_recipe"):
-        return compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
-
-
 def _ensure_data(dataset: str, data_dir: Path, scale: float) -> float:
     """Write the synthetic data if absent; returns the fraction of the real size it has."""
     from jpq.data import synthetic
@@ -190,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (work / "data").resolve()
     load_before = os.getloadavg()
 
-    cfg = _compose(a.experiment, [f"data_dir={data_dir}", "progress=false", *a.overrides])
+    from jpq.cli import compose_config
+
+    cfg = compose_config([f"experiment={a.experiment}", f"data_dir={data_dir}", "progress=false",
+                          *a.overrides])
     epochs = {ph: int(cfg.trainer[ph].epochs) for ph in PHASES}
     scale = _ensure_data(cfg.dataset.name, data_dir, a.scale)
     generated = _load(cfg)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from jpq.cli import compose_config
+
 SMOKE = ["trainer=smoke", "progress=false"]
 
 
@@ -227,31 +229,36 @@ def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
 )
 def test_the_dataset_picks_its_seed_network(overrides: list[str], target: str) -> None:
     """`jpq search dataset=cifar10 cost=ne16` searches ResNet-8, the dataset's seed, not the default CNN."""
-    from hydra import compose, initialize_config_dir
-
-    from jpq.config import conf_dir, register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="test"):
-        cfg = compose(config_name="config", overrides=[*overrides, "cost=ne16"])
-    assert cfg.model._target_ == target
+    assert compose_config([*overrides, "cost=ne16"]).model._target_ == target
 
 
 @pytest.mark.parametrize("experiment", ["compare_digits", "compare_cifar10"])
 def test_comparison_presets_compose(experiment: str) -> None:
     """Every point a comparison preset sweeps exists and passes the start-up checks."""
-    from hydra import compose, initialize_config_dir
-
-    from jpq.config import conf_dir, register_schema
     from jpq.pipeline import check_config
 
-    register_schema()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="test"):
-        base = compose(config_name="config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-        variants = str(base.hydra.sweeper.params["+variant"]).split(",")
-        methods = set()
-        for v in variants:
-            cfg = compose(config_name="config", overrides=[f"experiment={experiment}", f"+variant={v}"])
-            check_config(cfg)
-            methods.add(cfg.method.name)
+    base = compose_config([f"experiment={experiment}"], hydra_config=True)
+    methods = set()
+    for v in str(base.hydra.sweeper.params["+variant"]).split(","):
+        cfg = compose_config([f"experiment={experiment}", f"+variant={v}"])
+        check_config(cfg)
+        methods.add(cfg.method.name)
     assert {"joint", "mixprec", "fixed", "pit_mixprec"} <= methods
+
+
+def test_init_from_is_checked_before_the_data_and_used(tmp_path: Path) -> None:
+    """A bad warmup.init_from is reported before the dataset is looked for; a good one seeds the run."""
+    import torch
+
+    from jpq.models.digits import DigitsCNN
+
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    proc = jpq("search", *SMOKE, "dataset=cifar10", f"data_dir={tmp_path / 'nodata'}",
+               f"warmup.init_from={tmp_path / 'bad.pt'}", "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "not a checkpoint written by torch.save" in proc.stderr
+    assert "CIFAR-10 not found" not in proc.stderr
+    torch.save(DigitsCNN().state_dict(), tmp_path / "seed.pt")
+    jpq("search", *SMOKE, f"warmup.init_from={tmp_path / 'seed.pt'}", "trainer.warmup.epochs=0",
+        "hydra.run.dir=ok", cwd=tmp_path)
+    rec = json.loads((tmp_path / "ok" / "result.json").read_text())
+    assert rec["size_bits"] > 0 and not (tmp_path / "outputs" / ".cache").exists()  # no warmup trained

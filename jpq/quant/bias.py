@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+#: ``torch.isclose``'s default absolute tolerance (its relative term vanishes against 0)
+_ATOL = 1e-8
+
 
 class _QuantBias(torch.autograd.Function):
     """``round(b / s) * s`` (0 where ``s`` ~ 0) in one node: this runs for every layer at every step, and
@@ -32,10 +35,6 @@ class _QuantBias(torch.autograd.Function):
         b_shape, s_shape = ctx.shapes
         # identity STE in b (0 where the channel is pruned); d(q*s)/ds = q
         return (grad * keep).sum_to_size(b_shape), (grad * q).sum_to_size(s_shape)
-
-
-#: ``torch.isclose``'s default absolute tolerance (its relative term vanishes against 0)
-_ATOL = 1e-8
 
 
 def quantize_bias(b: Tensor, s_b: Tensor) -> Tensor:

@@ -82,10 +82,11 @@ class ActQuantizer(nn.Module):
         if len(self.bits) > 1 and (self.frozen or not (self.training or torch.is_grad_enabled())):
             # discrete (fine-tune, or evaluation without autograd): only the argmax precision is
             # computed; the same operations as the exported network's PACT, and no alpha gradient is lost
-            j = self._frozen_index if self.frozen else None
+            j = self._frozen_index  # set only while frozen
             if j is None:
                 j = self.bits.index(self.chosen_bits())
-                self._frozen_index = j if self.frozen else None
+                if self.frozen:
+                    self._frozen_index = j
             lo = None if self.clip_lo is None else self.clip_lo[j : j + 1]
             return mixed_pact(x, self.clip_val[j : j + 1], self.one, self.bits_t[j : j + 1], lo,
                               levels=self.levels[j : j + 1])

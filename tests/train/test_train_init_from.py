@@ -10,7 +10,11 @@ import torch
 from jpq.errors import ConfigError
 from jpq.models.digits import DigitsCNN
 from jpq.models.resnet8 import ResNet8
-from jpq.pipeline import load_init
+from jpq.pipeline import apply_init, read_init
+
+
+def load_init(model: torch.nn.Module, path: str) -> None:
+    apply_init(model, read_init(path), path)
 
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "warmup_cache"])
