@@ -32,7 +32,7 @@ from jpq.config import a_bits_of, validate, w_bits_of
 from jpq.cost import evaluate_all, get_cost, per_layer_table, to_uniform
 from jpq.cost.spec import LayerSpec
 from jpq.data import INPUT_QUANT, DataBundle, Split, load_dataset
-from jpq.errors import ConfigError
+from jpq.errors import ConfigError, RunDirError
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
@@ -152,8 +152,10 @@ def fit_phase(
     seed: int,
     progress: Progress,
     name: str | None = None,
+    config_hash: str | None = None,
 ) -> FitResult:
-    """Train one phase with a single optimizer (warmup, fine-tunes): ``trainer.<phase>`` settings."""
+    """Train one phase with a single optimizer (warmup, fine-tunes): ``trainer.<phase>`` settings;
+    its checkpoint is guarded by ``config_hash`` (default: the job's ``run_hash``)."""
     spec = phase_spec(ctx.cfg, phase)
     if name is not None:
         spec.name = name
@@ -167,6 +169,7 @@ def fit_phase(
         seed=seed,
         ckpt_dir=ctx.run_dir / "checkpoints",
         progress=progress,
+        config_hash=config_hash or ctx.run_hash,
     )
 
 
@@ -176,6 +179,18 @@ def reference_cost(cost_model: Any, specs: list[LayerSpec]) -> float:
 
 
 # -- the run ----------------------------------------------------------------------------------------
+# settings that never change what a run computes: left out of the hash that guards its checkpoints
+_UNHASHED = ("progress", "data_dir", "cache_dir", "device")
+
+
+def run_hash(cfg: DictConfig) -> str:
+    """The hash of everything in the job's config that determines its training; a phase checkpoint
+    written under another hash is not resumed."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(c, dict)
+    return cache_key({k: v for k, v in c.items() if k not in _UNHASHED and k != "hydra"})
+
+
 @dataclass
 class RunContext:
     cfg: DictConfig
@@ -183,6 +198,11 @@ class RunContext:
     device: torch.device
     data: DataBundle
     init_state: dict[str, Any] | None = None  # warmup.init_from, read (and checked) once by run()
+    run_hash: str | None = None  # the job's config (see run_hash): every phase after the warmup
+
+    def __post_init__(self) -> None:
+        if self.run_hash is None:
+            self.run_hash = run_hash(self.cfg)
 
 
 def _progress(enabled: bool) -> Progress:
@@ -262,11 +282,17 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
         console.log(f"warmup: training the float seed (cache miss, key {key})")
         m = model.to(ctx.device)
         params = [p for p in m.parameters() if p.requires_grad]
-        res = fit_phase(ctx, m, "warmup", [{"params": params}], seed=cfg.seed, progress=progress)
-        return {"state": _cpu_state(m), "result": asdict(res)}
+        res = fit_phase(
+            ctx, m, "warmup", [{"params": params}], seed=cfg.seed, progress=progress, config_hash=key
+        )
+        return {"state": _cpu_state(m), "result": asdict(res), "key": key}
 
     payload, hit = cached(path, train)
     if hit:
+        if payload.get("key") != key:
+            raise RunDirError(
+                f"warmup cache {path} holds the warmup of key {payload.get('key')}, not {key}; delete it"
+            )
         console.log(f"warmup: cache hit {path}")
     model.load_state_dict(payload["state"])
     return model.to(ctx.device), FitResult(**payload["result"]), hit
@@ -327,6 +353,7 @@ def pit_stage(
         cost_term=term,
         ckpt_dir=ckpt,
         progress=progress,
+        config_hash=ctx.run_hash,
     )
     net.discretize()
     pruned = pruned_float_model(net).to(ctx.device)
@@ -397,6 +424,7 @@ def search_and_finetune(
             on_epoch_end=on_epoch_end,
             ckpt_dir=ckpt,
             progress=progress,
+            config_hash=ctx.run_hash,
         )
     net.discretize()
     info: dict[str, Any] = {"cost_scale": scale, "cost_normalized": normalize}

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor, nn
 
@@ -31,6 +32,7 @@ from jpq.errors import RunDirError
 from jpq.io import atomic_torch_save
 
 MONITORS = ("val_acc", "val_loss")
+_console = Console(stderr=True)
 
 
 class CostTerm(Protocol):
@@ -122,8 +124,14 @@ def fit(
     on_epoch_end: Callable[[int], dict[str, float]] | None = None,
     ckpt_dir: Path | None = None,
     progress: Progress | None = None,
+    config_hash: str | None = None,
 ) -> FitResult:
-    """Train ``model`` for one phase; returns the phase result with ``model`` holding the best state."""
+    """Train ``model`` for one phase; returns the phase result with ``model`` holding the best state.
+
+    ``config_hash`` identifies the settings that determine this phase: it is stored in the phase's
+    checkpoint, and a checkpoint written under another hash is never resumed (the phase restarts), so a
+    rerun after a config change cannot continue the old run's training.
+    """
     t0 = time.perf_counter()
     crit = _criterion(data.class_weights)
     gen = torch.Generator().manual_seed(seed)
@@ -136,12 +144,13 @@ def fit(
     # every phase starts from its own seed, so it draws the same random numbers whether the phases
     # before it were trained in this process, loaded from the warmup cache, or resumed
     torch.manual_seed(seed)
-    if last_path is not None and last_path.exists():
-        ck = _load(last_path)
+    ck = _resumable(last_path, phase.name, config_hash)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         if ck.get("finished"):
-            res = FitResult(**ck["result"])
-            return res
+            _console.log(f"{phase.name}: finished earlier with the same config, reusing it")
+            return FitResult(**ck["result"])
+        _console.log(f"resuming {phase.name} from epoch {ck['epoch'] + 1}")
         for (opt, sch), so, ss in zip(optimizers, ck["optimizers"], ck["schedulers"], strict=True):
             opt.load_state_dict(so)
             if sch is not None and ss is not None:
@@ -255,6 +264,7 @@ def fit(
                     "best_epoch": best_epoch,
                     "best_val": best_val,
                     "wall_s": wall_before + time.perf_counter() - t0,
+                    "config_hash": config_hash,
                 },
             )
         if progress:
@@ -294,9 +304,30 @@ def fit(
     )
     if last_path is not None:
         atomic_torch_save(
-            last_path, {"finished": True, "model": model.state_dict(), "result": asdict(result)}
+            last_path,
+            {
+                "finished": True,
+                "model": model.state_dict(),
+                "result": asdict(result),
+                "config_hash": config_hash,
+            },
         )
     return result
+
+
+def _resumable(path: Path | None, phase: str, config_hash: str | None) -> dict[str, Any] | None:
+    """The phase checkpoint at ``path`` if it was written under ``config_hash``; None (restart) if there
+    is none or it belongs to another config, which one line says."""
+    if path is None or not path.exists():
+        return None
+    ck = _load(path)
+    if ck.get("config_hash") != config_hash:
+        _console.log(
+            f"{phase}: {path} was written by a different config (hash {ck.get('config_hash')}, "
+            f"now {config_hash}); restarting {phase} from epoch 0"
+        )
+        return None
+    return ck
 
 
 def _load(path: Path) -> dict[str, Any]:
