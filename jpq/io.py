@@ -43,3 +43,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     _atomic(Path(path), lambda f: torch.save(obj, f))
+
+
+def cpu_state(m: torch.nn.Module) -> dict[str, Any]:
+    """``m.state_dict()`` with every tensor on the CPU (what jpq saves: tensors and plain data only)."""
+    return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in m.state_dict().items()}

@@ -33,7 +33,8 @@ from jpq.cost import evaluate_all, get_cost, per_layer_table, to_uniform
 from jpq.cost.spec import LayerSpec
 from jpq.data import INPUT_QUANT, DataBundle, Split, load_dataset
 from jpq.errors import ConfigError, RunDirError
-from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from jpq.export.pit import pit_net_of, pruned_float_model, save_pit_model
+from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text, cpu_state
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
 from jpq.search import SearchableNet, convert
@@ -285,7 +286,7 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
         res = fit_phase(
             ctx, m, "warmup", [{"params": params}], seed=cfg.seed, progress=progress, config_hash=key
         )
-        return {"state": _cpu_state(m), "result": asdict(res), "key": key}
+        return {"state": cpu_state(m), "result": asdict(res), "key": key}
 
     payload, hit = cached(path, train)
     if hit:
@@ -304,15 +305,6 @@ def _first_line(e: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def pruned_float_model(net: SearchableNet) -> nn.Module:
-    """The PIT result as a plain float network with the pruned channels physically removed (§7 step 5),
-    built by the export's graph surgery (consumers' input channels follow, adds and flattens included)."""
-    from jpq.export.export import build_model, export_layers, plan_groups
-
-    plans = plan_groups(net)
-    return build_model(net, plans, export_layers(net, plans)).train()
-
-
 def pit_stage(
     ctx: RunContext, seed_model: nn.Module, progress: Progress
 ) -> tuple[nn.Module, SearchableNet, FitResult | None, FitResult | None]:
@@ -320,7 +312,7 @@ def pit_stage(
     parameter-count cost, physical export, float fine-tune. Returns the pruned float network."""
     cfg, data = ctx.cfg, ctx.data
     example = data.train.x[: min(2, len(data.train))].cpu()
-    net = convert(seed_model.cpu(), example, pit=True, keep_alive=True).to(ctx.device)
+    net = pit_net_of(seed_model, example).to(ctx.device)
     # PIT's cost is the number of float parameters, sum Cin_eff * C_eff * k^2 with Cin_eff live: the size
     # cost of the kept channels (all in one slot) is proportional to it, and normalisation removes the factor
     cost_model = get_cost("size", detach_cin=False)
@@ -482,8 +474,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             seed_model, pit_net, *pit = pit_stage(ctx, seed_model, progress)
             pit_res = (pit[0], pit[1])
             # the pruned float seed: what pit_mixprec searches, and the final network of pit alone
-            atomic_torch_save(run_dir / "checkpoints" / "pit_model.pt", seed_model.cpu())
-            seed_model.to(device)
+            save_pit_model(run_dir / "checkpoints" / "pit_model.pt", pit_net, seed_model)
         if cfg.method.name == "pit":
             net, search_res, ft_res, extra = pit_net, pit_res[0], pit_res[1], {}
         else:
@@ -549,14 +540,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     phases = (warm_res, *pit_res, search_res, ft_res) if cfg.method.name != "pit" else (warm_res, *pit_res)
     rows = [r for res in phases if res for r in res.history]
     atomic_write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
-    atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"state_dict": _cpu_state(net)})
+    atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"state_dict": cpu_state(net)})
     write_result(run_dir, record)
     _summary(record, arch)
     return record
-
-
-def _cpu_state(m: nn.Module) -> dict[str, Any]:
-    return {k: v.cpu() if isinstance(v, Tensor) else v for k, v in m.state_dict().items()}
 
 
 def _model_name(cfg: DictConfig) -> str:

@@ -9,10 +9,11 @@ precision (Fig. 3), and the deployed weight memory equals the eval-mode size cos
 
 ``export_net`` writes into ``out_dir``:
 
-* ``model.pt`` — a pickled ``torch.fx.GraphModule`` with plain ``nn.Conv2d``/``nn.Linear`` modules holding
-  the fake-quantized (float) weights and biases, and small fixed :class:`Pact` modules for the activations;
-  load it with ``torch.load(path, weights_only=False)`` (needs torch and jpq importable; the classifier
-  rows are reordered too, so an :class:`OutputOrder` gather restores the class order at the end);
+* ``model.pt`` — the state_dict (tensors only, no pickled code) of the exported ``torch.fx.GraphModule``:
+  plain ``nn.Conv2d``/``nn.Linear`` modules holding the fake-quantized (float) weights and biases, and
+  small fixed :class:`Pact` modules for the activations (the classifier rows are reordered too, so an
+  :class:`OutputOrder` gather restores the class order at the end); ``jpq.export.load.load_exported``
+  rebuilds the module from the run and loads it;
 * ``model.onnx`` — the same graph for onnxruntime (see :mod:`jpq.export.onnx`);
 * ``weights.bin`` + ``manifest.json`` — integer weights bit-packed per precision sub-block
   (:mod:`jpq.export.pack`), per-channel scales, biases (``int32`` at ``s_b = s_a * s_w`` and float),
@@ -53,6 +54,8 @@ from jpq.search import SearchableNet
 from jpq.search.layers import GroupAct, SearchLayer, SearchLinear
 from jpq.search.quantizers import ActQuantizer
 
+#: ``format`` entry of ``export/model.pt``
+MODEL_FORMAT = "jpq-export-model-1"
 #: tolerance of the float64 correctness check (the spec asks for 1e-4 on exported vs fake-quant logits)
 F64_ATOL = 1e-4
 #: minimum float32 prediction agreement for a passing export (floor flips, module docstring)
@@ -335,6 +338,12 @@ def _unique(name: str, taken: set[str]) -> str:
         out, i = f"{name}_{i}", i + 1
     taken.add(out)
     return out
+
+
+def exported_model(net: SearchableNet) -> fx.GraphModule:
+    """The plain exported network of a discretized net (plan, pruned layers, graph surgery)."""
+    plans = plan_groups(net)
+    return build_model(net, plans, export_layers(net, plans))
 
 
 def build_model(
@@ -787,7 +796,7 @@ def export_net(
         model = build_model(net, plans, layers)
         blob, manifest = write_packed(net, plans, layers, model)
         size_bits = evaluate_all(net.layer_specs(fresh=True))["size_bits"]
-    atomic_torch_save(out_dir / "model.pt", model)
+    atomic_torch_save(out_dir / "model.pt", {"format": MODEL_FORMAT, "state_dict": model.state_dict()})
     atomic_write_bytes(out_dir / "weights.bin", blob)
     atomic_write_json(out_dir / "manifest.json", manifest)
     x = example_inputs if example_inputs is not None else _random_inputs(net, 16)
@@ -815,7 +824,7 @@ def export_net(
         "export_dir": str(out_dir),
         "files": ["model.pt", "weights.bin", "manifest.json", "verify.json"]
         + (["model.onnx"] if onnx else []),
-        "model_format": "pickled torch.fx.GraphModule: torch.load(path, weights_only=False)",
+        "model_format": "state_dict of the exported torch.fx.GraphModule: jpq.export.load.load_exported",
         "onnx_format": "float32 initializers (fake-quantized values), PACT as Clip/Mul/Floor/Div; opset 17",
         "size_bits": size_bits,
         "size_bits_run": size_bits_run,

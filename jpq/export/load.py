@@ -47,17 +47,14 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
     method = cfg.method.name
     if method == "pit":
         raise RunDirError(
-            f"{run_dir} is a PIT run: its result is the float network "
-            "checkpoints/pit_model.pt (torch.load(..., weights_only=False)), nothing to quantize"
+            f"{run_dir} is a PIT run: its result is a float network (checkpoints/pit_model.pt, rebuilt by "
+            "jpq.export.pit.load_pit_model), nothing to quantize"
         )
+    model = build_model(cfg, cfg.dataset.num_classes, shape[0])
     if method == "pit_mixprec":  # the seed of the mixed-precision search is the pruned PIT network
-        seed_path = Path(run_dir) / "checkpoints" / "pit_model.pt"
-        try:
-            model = torch.load(seed_path, map_location=map_location, weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise RunDirError(f"{seed_path} is missing or corrupt: {e}") from e
-    else:
-        model = build_model(cfg, cfg.dataset.num_classes, shape[0])
+        from jpq.export.pit import load_pit_model
+
+        model = load_pit_model(Path(run_dir) / "checkpoints" / "pit_model.pt", model, torch.zeros(2, *shape))
     net = convert(
         model,
         torch.zeros(2, *shape),
@@ -76,3 +73,25 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
     except RuntimeError as e:
         raise RunDirError(f"checkpoint {ckpt} does not match the run's network: {e}") from e
     return net.eval()
+
+
+def load_exported(run_dir: Path, *, map_location: str = "cpu") -> torch.nn.Module:
+    """The exported plain network of ``run_dir`` (``jpq export``): rebuilt from the run by the export's
+    graph surgery, with the tensors of ``RUN_DIR/export/model.pt`` loaded (``weights_only=True``)."""
+    from jpq.export.export import MODEL_FORMAT, exported_model
+
+    path = Path(run_dir) / "export" / "model.pt"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no export (run `jpq export {run_dir}` first)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - weights_only refuses pickled objects; corrupt files
+        raise RunDirError(f"{path} is not a jpq export (tensors only): {str(e).splitlines()[0]}") from e
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise RunDirError(f"{path} is not a jpq export (format {MODEL_FORMAT!r} expected)")
+    model = exported_model(load_run(run_dir, map_location=map_location))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise RunDirError(f"{path} does not match the run's network: {str(e).splitlines()[0]}") from e
+    return model.eval()

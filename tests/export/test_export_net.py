@@ -22,6 +22,7 @@ from jpq.cost import evaluate_all
 from jpq.data.base import InputQuant
 from jpq.errors import UnsupportedModelError
 from jpq.export import OutputOrder, Pact, export_net, precision_order, read_weights
+from jpq.export.export import MODEL_FORMAT, exported_model
 from jpq.models.digits import DigitsCNN
 from jpq.models.dscnn import DSCNN
 from jpq.models.resnet8 import ResNet8
@@ -119,6 +120,15 @@ def test_precision_order_is_stable_and_drops_pruned() -> None:
     assert precision_order([0, 0, 2]) == [2]
 
 
+def _saved_model(net: SearchableNet, export_dir: Path) -> torch.nn.Module:
+    """The exported module rebuilt from ``net`` with ``model.pt``'s tensors (a state_dict, no pickle)."""
+    payload = torch.load(export_dir / "model.pt", weights_only=True)
+    assert payload["format"] == MODEL_FORMAT
+    model = exported_model(net)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
 @pytest.mark.parametrize(
     ("name", "a_bits", "seed"),
     [("digits", (8,), 0), ("resnet8", (8,), 1), ("resnet8", (2, 4, 8), 2), ("dscnn", (8,), 3)],
@@ -145,7 +155,7 @@ def test_export_random_assignment(name: str, a_bits: tuple[int, ...], seed: int,
     assert p["torch_f32"]["agreement"] == 1.0 and p["onnx_f32"]["agreement"] == 1.0
 
     # the saved plain model: no search machinery, same outputs as the fake-quant network
-    exported = torch.load(tmp_path / "model.pt", weights_only=False)
+    exported = _saved_model(net, tmp_path)
     kinds = {type(m).__name__ for m in exported.modules()}
     assert not kinds & {"SearchConv", "SearchLinear", "ActQuantizer", "GroupQuantizer", "GroupAct"}
     with torch.no_grad():
@@ -233,7 +243,7 @@ def test_permutation_hand_computed(tmp_path: Path) -> None:
         w_fc, b_fc = net.net.fc.quantized_params()
     rec = export_net(net, tmp_path, console=_quiet())
     assert rec["ok"], rec["checks"]
-    m = torch.load(tmp_path / "model.pt", weights_only=False)
+    m = _saved_model(net, tmp_path)
     assert torch.equal(m.conv.weight, w_conv[[2, 3, 0]]) and torch.equal(m.conv.bias, b_conv[[2, 3, 0]])
     cols = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3]  # channel 2, then 3, then 0, H*W = 4 each
     assert torch.equal(m.fc.weight, w_fc[[1, 0, 2]][:, cols]) and torch.equal(m.fc.bias, b_fc[[1, 0, 2]])
@@ -281,9 +291,12 @@ def test_export_resnet18_smoke(tmp_path: Path) -> None:
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     net = convert(_randomize_bn(model, 5), x)
     randomize(net, 5)
-    rec = export_net(net, tmp_path, example_inputs=x, console=_quiet(), f64_samples=0)
+    rec = export_net(net, tmp_path, example_inputs=x, console=_quiet(), f64_samples=2)
     assert rec["ok"], rec["checks"]
-    assert rec["predictions"]["torch_f32"]["max_abs_dlogit"] <= 1e-3
+    # float64 is the correctness check; in float32 a PACT floor flip moves a logit by a whole step
+    # (~1e-2 here) depending on the summation order of the machine's kernels, so only predictions count
+    assert rec["predictions"]["torch_f64"]["max_abs_dlogit"] < 1e-9
+    assert rec["predictions"]["torch_f32"]["agreement"] == 1.0
     assert rec["predictions"]["onnx_f32"]["agreement"] == 1.0
     assert rec["packed_weight_bits"] == _expected_weight_bits(net)
     assert rec["kept_ok"] and len(rec["layers"]) == 21  # 17 convs + 3 downsample + fc

@@ -16,6 +16,7 @@ from rich.console import Console
 from jpq.errors import RunDirError
 from jpq.export import export_run
 from jpq.export.export import _resolve_data_dir
+from jpq.export.load import load_exported
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_export_run_writes_and_verifies(run_dir: Path) -> None:
     assert [lay["kept"] for lay in rec["layers"]] == [lay["kept"] for lay in arch["layers"]]
     text = out.getvalue()
     assert "verification" in text and "FAIL" not in text
-    model = torch.load(exp / "model.pt", weights_only=False)
+    model = load_exported(run_dir)
     assert model(torch.rand(3, 1, 8, 8)).shape == (3, 10)
 
 
