@@ -34,6 +34,15 @@ examples:
 """
 
 
+COST_USAGE = """usage: jpq cost [search overrides: model=... dataset=...] [bits=2|4|8] [format=table|json]
+       jpq cost run=RUN_DIR [format=table|json]
+
+Every cost (size, BitOps, MPIC cycles and energy, NE16 cycles) per layer and in total: of the seed
+network at a uniform precision (weights and activations at bits, default 8), or of a finished run's
+searched network.
+"""
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -69,40 +78,63 @@ def compose_config(overrides: list[str], *, hydra_config: bool = False):  # noqa
         return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_config)
 
 
-def _precheck(argv: list[str]) -> str | None:
-    """Compose every job of the command line and check its values before Hydra launches anything.
-
-    A sweep (``-m key=a,b``) is checked value by value, so a bad value in the last job stops the whole
-    sweep before the first one trains. Returns the one-line error, or None when all is well (and when
-    the command line holds Hydra flags other than ``-m``, which Hydra handles itself).
-    """
+def _parser():  # noqa: ANN202 - Hydra's OverridesParser
+    """Hydra's override parser with jpq's config loader (so ``glob(...)`` choice sweeps expand)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from jpq.config import conf_dir
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(conf_dir()))
+    return OverridesParser.create(config_loader=loader)
+
+
+def sweep_jobs(overrides: list[str], *, multirun: bool) -> list[list[str]]:
+    """The override list of every job Hydra would launch for these command-line overrides.
+
+    A sweep is the cartesian product of the config's ``hydra.sweeper.params`` (an ``experiment`` may set
+    them) and the command line's sweeps (comma lists, ``range(...)``, ``choice(...)``, ``glob(...)``), the
+    command line winning for a key set in both — what Hydra's basic sweeper does. ``hydra.*`` overrides
+    are left out (they do not change a job's config). Raises ValueError for a sweep without ``-m``.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    plain = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
+    parser = _parser()
+    parsed = parser.parse_overrides(plain)
+    swept = [text for text, o in zip(plain, parsed, strict=True) if o.is_sweep_override()]
+    if swept and not multirun:
+        raise ValueError(f"{swept[0]}: a comma-separated value is a sweep; add -m to sweep it, "
+                         "or pass a list as key=[a,b]")
+    if not multirun:
+        return [plain]
+    fixed = [text for text, o in zip(plain, parsed, strict=True) if not o.is_sweep_override()]
+    params = compose_config(fixed, hydra_config=True).hydra.sweeper.get("params") or {}
+    config_sweeps = [f"{k}={v}" for k, v in params.items() if not str(k).lstrip("+~").startswith("hydra")]
+    jobs = BasicSweeper.split_arguments(parser.parse_overrides(config_sweeps + plain), None)[0]
+    return [list(job) for job in jobs]
+
+
+def _precheck(argv: list[str]) -> str | None:
+    """Compose every job of the command line and check it before Hydra launches anything.
+
+    A sweep is expanded in full (:func:`sweep_jobs`), and every job is composed, validated, its seed
+    network and cost model built and the cost model checked against its precisions, so a bad value in
+    the last job stops the sweep before the first one trains. Returns the one-line error, or None when
+    all is well (and when the command line holds Hydra flags other than ``-m``, which Hydra handles).
+    """
     from jpq.pipeline import check_config
 
     flags = [a for a in argv if a.startswith("-")]
     if any(f not in ("-m", "--multirun") for f in flags):
         return None
-    multirun = bool(flags)
-    plain = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     try:
-        parsed = OverridesParser.create().parse_overrides(plain)
-    except Exception as e:  # noqa: BLE001 - any parse error is the user's input
+        jobs = sweep_jobs([a for a in argv if not a.startswith("-")], multirun=bool(flags))
+    except ValueError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - any parse or sweep error is the user's input
         return _hydra_message(e)
-    base: list[str] = []
-    variants: list[tuple[int, str]] = []  # (position, one other value of a swept key)
-    for i, (text, o) in enumerate(zip(plain, parsed, strict=True)):
-        if o.is_sweep_override():
-            if not multirun:
-                return (f"{text}: a comma-separated value is a sweep; add -m to sweep it, "
-                        "or pass a list as key=[a,b]")
-            values = list(o.sweep_string_iterator())
-            key = text.split("=", 1)[0]
-            base.append(f"{key}={values[0]}")
-            variants += [(i, f"{key}={v}") for v in values[1:]]
-        else:
-            base.append(text)
-    jobs = [base] + [[*base[:i], ov, *base[i + 1:]] for i, ov in variants]
     for job in jobs:
         try:
             cfg = compose_config(job)
@@ -111,7 +143,7 @@ def _precheck(argv: list[str]) -> str | None:
         try:
             check_config(cfg)
         except JpqError as e:
-            return str(e)
+            return f"{e} (job {' '.join(job)})" if len(jobs) > 1 else str(e)
     return None
 
 
@@ -150,16 +182,23 @@ def _cost(argv: list[str]) -> int:
 
     from jpq.cost import evaluate_all, per_layer_table, to_uniform
 
-    extra = {
-        k: v for k, _, v in (a.partition("=") for a in argv if a.split("=")[0] in ("bits", "run", "format"))
-    }
-    overrides = [a for a in argv if a.split("=")[0] not in ("bits", "run", "format")]
+    if any(a in ("-h", "--help") for a in argv):
+        print(COST_USAGE)
+        return 0
+    unknown = [a for a in argv if a.startswith("-") or "=" not in a]
+    if unknown:
+        return _fail(f"jpq cost: unknown option {unknown[0]!r} (options are key=value; see jpq cost --help)")
+    own = ("bits", "run", "format")
+    extra = {k: v for k, _, v in (a.partition("=") for a in argv if a.split("=")[0] in own)}
+    overrides = [a for a in argv if a.split("=")[0] not in own]
     fmt = extra.get("format", "table")
     if fmt not in ("table", "json"):
         return _fail(f"format={fmt}: choose table or json")
     if "run" in extra:
         from jpq.export.load import load_run
 
+        if overrides or "bits" in extra:
+            return _fail(f"run={extra['run']}: a finished run's cost takes no other options, got {overrides}")
         net = load_run(Path(extra["run"]))
         specs = net.layer_specs(fresh=True)
     else:
@@ -167,7 +206,10 @@ def _cost(argv: list[str]) -> int:
         from jpq.pipeline import build_model
         from jpq.search import convert
 
-        cfg = compose_config(overrides)
+        try:
+            cfg = compose_config(overrides)
+        except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf errors: the user's input
+            return _fail(_hydra_message(e))
         try:
             bits = int(extra.get("bits", "8"))
         except ValueError:
@@ -256,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[cmd](rest) or 0
     except JpqError as e:
         return _fail(str(e))
+    except KeyboardInterrupt:  # every file is written atomically: nothing half-written is left behind
+        print("interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

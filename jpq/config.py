@@ -7,6 +7,7 @@ limits) and raises :class:`ConfigError` with one clear line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,24 +150,87 @@ def a_bits_of(cfg: DictConfig) -> tuple[int, ...]:
     return _bits(cfg.method.a_bits, A_BITS_ALL, "method.a_bits")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Semantic checks before any data is loaded or any epoch trained; raises ConfigError."""
-    if cfg.strength < 0:
-        raise ConfigError(f"strength must be >= 0, got {cfg.strength}")
-    if cfg.method.name not in METHODS:
-        raise ConfigError(f"method.name={cfg.method.name!r}: choose one of {', '.join(METHODS)}")
+#: the largest ``seed``: every phase seeds its generators with ``seed + k`` (k <= 12), and numpy's
+#: generator takes seeds below 2**32
+SEED_MAX = 2**32 - 1 - 16
+
+
+def _range(where: str, value: Any, lo: float, hi: float = math.inf, *, lo_open: bool = False) -> None:
+    """``value`` is a finite number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); else ConfigError."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and value <= hi
+    ok = ok and (value > lo if lo_open else value >= lo)
+    if not ok:
+        left = "(" if lo_open else "["
+        right = "]" if math.isfinite(hi) else ")"
+        span = f"{left}{lo:g}, {hi:g}{right}" if math.isfinite(hi) else f"{'>' if lo_open else '>='} {lo:g}"
+        raise ConfigError(f"{where} must be a finite number {'in ' if math.isfinite(hi) else ''}{span}, "
+                          f"got {value}")
+
+
+def _optional_min(where: str, value: Any, lo: int) -> None:
+    if value is not None:
+        _range(where, value, lo)
+
+
+def _check_phase(name: str, ph: DictConfig) -> None:
+    where = f"trainer.{name}"
+    _range(f"{where}.epochs", ph.epochs, 0)
+    for key in ("batch_size", "eval_batch_size", "patience"):
+        _range(f"{where}.{key}", ph[key], 1)
+    _range(f"{where}.early_stop_start", ph.early_stop_start, -1)
+    if ph.monitor not in ("val_acc", "val_loss"):
+        raise ConfigError(f"{where}.monitor={ph.monitor!r}: val_acc or val_loss")
+    _optional_min(f"{where}.max_batches", ph.max_batches, 1)
+    OptimConfig(**OmegaConf.to_container(ph.optim)).validate(f"{where}.optim")
+
+
+def _check_method(cfg: DictConfig) -> None:
+    m = cfg.method
+    if m.name not in METHODS:
+        raise ConfigError(f"method.name={m.name!r}: choose one of {', '.join(METHODS)}")
     w_bits = w_bits_of(cfg)
-    a_bits_of(cfg)  # raises on a bad activation set
+    a_bits = a_bits_of(cfg)
     if w_bits == (0,):
         raise ConfigError("method.w_bits=(0,) would prune every channel; add a non-zero bit-width")
+    if m.name == "fixed" and (len(w_bits) > 1 or len(a_bits) > 1):
+        raise ConfigError(
+            f"method=fixed trains one precision: method.w_bits={list(w_bits)} and "
+            f"method.a_bits={list(a_bits)} must be one width each "
+            "(search over several with method=joint or mixprec)"
+        )
+    _range("method.pit_strength", m.pit_strength, 0)
+    _range("method.pit_arch_lr", m.pit_arch_lr, 0, lo_open=True)
+
+
+def _check_dataset(d: DictConfig) -> None:
+    _range("dataset.num_classes", d.num_classes, 2)
+    shape = list(d.input_shape)
+    if not shape or not all(isinstance(v, int) and v >= 1 for v in shape):
+        raise ConfigError(f"dataset.input_shape must be positive integers, got {shape}")
+    _optional_min("dataset.limit_train", d.limit_train, 1)
+    _optional_min("dataset.val_size", d.val_size, 1)
+
+
+def _check_paths(cfg: DictConfig) -> None:
+    for key in ("data_dir", "cache_dir"):
+        path = Path(str(cfg[key])).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{key}={cfg[key]}: is a file, not a folder")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Semantic checks before any data is loaded or any epoch trained: every numeric field in its valid
+    range, every name known; raises a one-line ConfigError naming the key."""
+    _range("strength", cfg.strength, 0)
+    _range("seed", cfg.seed, 0, SEED_MAX)
+    _check_method(cfg)
+    _check_dataset(cfg.dataset)
     from jpq.search.sampler import SAMPLERS
 
     if cfg.sampler.name not in SAMPLERS:
         raise ConfigError(f"sampler.name={cfg.sampler.name!r}: choose one of {', '.join(SAMPLERS)}")
-    if not cfg.sampler.temperature > 0:
-        raise ConfigError(f"sampler.temperature must be > 0, got {cfg.sampler.temperature}")
-    if not 0 < cfg.sampler.decay <= 1:
-        raise ConfigError(f"sampler.decay must be in (0, 1], got {cfg.sampler.decay}")
+    _range("sampler.temperature", cfg.sampler.temperature, 0, lo_open=True)
+    _range("sampler.decay", cfg.sampler.decay, 0, 1, lo_open=True)
     bad = [p for p in cfg.phases if p not in PHASES]
     if bad or not cfg.phases:
         raise ConfigError(f"phases={list(cfg.phases)}: use a non-empty subset of {list(PHASES)}")
@@ -176,15 +240,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.strength_schedule={cfg.trainer.strength_schedule!r}: constant or incremental"
         )
-    for name in ("warmup", "search", "finetune"):
-        ph = cfg.trainer[name]
-        if ph.epochs < 0 or ph.batch_size < 1 or ph.patience < 1:
-            raise ConfigError(f"trainer.{name}: epochs must be >= 0, batch_size and patience >= 1")
-        if ph.monitor not in ("val_acc", "val_loss"):
-            raise ConfigError(f"trainer.{name}.monitor={ph.monitor!r}: val_acc or val_loss")
-        if ph.max_batches is not None and ph.max_batches < 1:
-            raise ConfigError(f"trainer.{name}.max_batches must be >= 1 or null")
-        OptimConfig(**OmegaConf.to_container(ph.optim)).validate(f"trainer.{name}.optim")
+    for name in PHASES:
+        _check_phase(name, cfg.trainer[name])
     OptimConfig(**OmegaConf.to_container(cfg.trainer.arch_optim)).validate("trainer.arch_optim")
+    _check_paths(cfg)
     if "name" not in cfg.cost:
         raise ConfigError("cost: the cost config needs a 'name'")

@@ -72,7 +72,16 @@ def build_cost(cost_cfg: DictConfig) -> tuple[Any, bool]:
     assert isinstance(c, dict)
     normalize = bool(c.pop("normalize", True))
     name = c.pop("name")
-    model = instantiate(c) if "_target_" in c else get_cost(name, **c)
+    if "_target_" not in c:
+        return get_cost(name, **c), normalize
+    try:
+        model = instantiate(c)
+    except Exception as e:  # noqa: BLE001 - instantiate wraps import and argument errors
+        raise ConfigError(f"cannot build cost model {c['_target_']}: {_instantiate_error(e)}") from e
+    from jpq.cost.registry import CostModel
+
+    if not isinstance(model, CostModel):
+        raise ConfigError(f"cost._target_={c['_target_']} is not a jpq cost model (a CostModel subclass)")
     return model, normalize
 
 
@@ -80,7 +89,8 @@ def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Modul
     try:
         return instantiate(cfg.model, num_classes=num_classes, in_channels=in_channels)
     except Exception as e:  # noqa: BLE001 - instantiate wraps import and argument errors
-        raise ConfigError(f"cannot build model {cfg.model.get('_target_', '?')}: {e}") from e
+        target = cfg.model.get("_target_", "?")
+        raise ConfigError(f"cannot build model {target}: {_instantiate_error(e)}") from e
 
 
 def load_data(cfg: DictConfig) -> DataBundle:
@@ -305,6 +315,15 @@ def _first_line(e: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _instantiate_error(e: Exception) -> str:
+    """Hydra's instantiate error as one line: the underlying error, without Hydra's hints."""
+    cause = e.__cause__
+    if isinstance(cause, TypeError):  # bad arguments of the target
+        return _first_line(cause)
+    text = _first_line(e).split(", set env var HYDRA_FULL_ERROR")[0]
+    return text.split("; full_key:")[0]
+
+
 def pit_stage(
     ctx: RunContext, seed_model: nn.Module, progress: Progress
 ) -> tuple[nn.Module, SearchableNet, FitResult | None, FitResult | None]:
@@ -434,13 +453,20 @@ def search_and_finetune(
     return net, search_res, ft_res, info
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Every check that needs no data: the values (``validate``) and what the cost model can model."""
+def check_config(cfg: DictConfig) -> dict[str, Any] | None:
+    """Every check that needs no data: the values (``validate``), what the cost model can model, that the
+    seed network builds and that ``warmup.init_from`` fits it. Returns the init_from state (or None)."""
     validate(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
     cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
+    seed = build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
+    if not cfg.warmup.init_from:
+        return None
+    init_state = read_init(cfg.warmup.init_from)
+    apply_init(seed, init_state, cfg.warmup.init_from)
+    return init_state
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -452,13 +478,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
         console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
         return json.loads(done.read_text())
-    check_config(cfg)
-    keep_freed_memory()
-    init_state = None
-    if cfg.warmup.init_from:  # fail on a bad checkpoint before the data is loaded (the data's shape is
-        init_state = read_init(cfg.warmup.init_from)  # checked against cfg.dataset by load_data)
-        seed = build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
-        apply_init(seed, init_state, cfg.warmup.init_from)
+    init_state = check_config(cfg)  # a bad init_from fails before the data is loaded (the data's shape
+    keep_freed_memory()  # is checked against cfg.dataset by load_data)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     t0 = time.perf_counter()

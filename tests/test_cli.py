@@ -35,9 +35,10 @@ def jpq(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-strength smoke sweep shared by the tests below."""
+    """A 2-strength smoke sweep shared by the tests below (the path-valued keys stay out of folder names)."""
     cwd = tmp_path_factory.mktemp("sweep")
-    proc = jpq("search", "-m", "strength=0.5,4", *SMOKE, "hydra.sweep.dir=outputs/sw", cwd=cwd)
+    paths = [f"data_dir={cwd / 'data'}", f"cache_dir={cwd / 'outputs' / '.cache'}"]
+    proc = jpq("search", "-m", "strength=0.5,4", *SMOKE, *paths, "hydra.sweep.dir=outputs/sw", cwd=cwd)
     (cwd / "log.txt").write_text(proc.stdout + proc.stderr)
     return cwd
 
@@ -115,22 +116,13 @@ def test_cost_of_the_digits_seed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["strength=-1"], "strength must be >= 0"),
-        (["strength=abc"], "could not be converted to Float"),
-        (["method.w_bits=[0,3,8]"], "3 bits is not supported"),
-        (["method.w_bits=[]"], "method.w_bits is empty"),
-        (["method.a_bits=[0,8]"], "0 bits is not allowed for activations"),
-        (["method.w_bits=[2,x]"], "'x' is not a number"),
-        (["dataset=nope"], "Could not find 'dataset/nope'"),
-        (["cost=nope"], "Could not find 'cost/nope'"),
-        (["strenght=1"], "strenght"),
-        (["cost=ne16", "method.a_bits=[4,8]"], "cannot model activation precision"),
-        (["strength=1,2"], "add -m to sweep it"),
-        (["-m", "strength=1,-1"], "strength must be >= 0, got -1.0"),  # the 2nd job: stops the 1st too
+        (["strength=-1"], "strength must be a finite number >= 0, got -1.0"),
+        (["-m", "strength=1,-1"], "strength must be a finite number >= 0, got -1.0"),  # stops the 1st job too
         (["-m", "cost=size,nope"], "Could not find 'cost/nope'; available: bitops, mpic, ne16, size"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path: Path, args: list[str], message: str) -> None:
+    """As a user sees it (a subprocess); the whole catalogue is tests/test_bad_input.py."""
     proc = jpq("search", *SMOKE, *args, "hydra.run.dir=run", "hydra.sweep.dir=sweep", cwd=tmp_path,
                check=False)
     assert proc.returncode == 2

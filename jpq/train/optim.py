@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -35,16 +36,28 @@ class OptimConfig:
     factors: list[float] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
+        """Every value in its valid range (raises a one-line ConfigError naming the key)."""
         if self.name not in OPTIMIZERS:
             raise ConfigError(f"{where}.name={self.name!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"{where}.scheduler={self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if not self.lr > 0:
-            raise ConfigError(f"{where}.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"{where}.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"{where}.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"{where}.momentum must be in [0, 1), got {self.momentum}")
+        if self.scheduler in ("exp", "step") and not 0 < self.gamma <= 1:
+            raise ConfigError(f"{where}.gamma must be in (0, 1] (the lr decays), got {self.gamma}")
+        if self.scheduler == "step" and self.step_size < 1:
+            raise ConfigError(f"{where}.step_size must be >= 1 epoch, got {self.step_size}")
         if len(self.milestones) != len(self.factors):
             raise ConfigError(f"{where}: milestones and factors must have the same length")
+        ms = list(self.milestones)
+        if any(m < 0 for m in ms) or ms != sorted(set(ms)):
+            raise ConfigError(f"{where}.milestones must be increasing epochs >= 0, got {ms}")
+        if not all(math.isfinite(f) and f > 0 for f in self.factors):
+            raise ConfigError(f"{where}.factors must be finite numbers > 0, got {list(self.factors)}")
 
 
 def make_optimizer(groups: Iterable[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
