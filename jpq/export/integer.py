@@ -174,7 +174,10 @@ def quantize_input(prog: IntProgram, x: Tensor) -> np.ndarray:
     m = prog.input_pact
     s = torch.tensor(pact_params(m)[0], dtype=torch.float32)
     x = x.detach().float().cpu()
-    xc = torch.clamp(x, m.clip_lo, m.clip) if m.clip_lo is not None else torch.clamp(x, min=0.0).clamp(max=m.clip)
+    if m.clip_lo is not None:
+        xc = torch.clamp(x, m.clip_lo, m.clip)
+    else:
+        xc = torch.clamp(x, min=0.0).clamp(max=m.clip)
     q = torch.floor(xc * s).to(torch.int64) - prog.input.zp
     if q.numel() and (int(q.min()) < 0 or int(q.max()) > 255):
         raise UnsupportedModelError("input codes do not fit uint8 (input precision above 8 bits?)")
