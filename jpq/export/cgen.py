@@ -5,7 +5,7 @@
 * ``model.h`` — ``void jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch)`` and the sizes
   (``JPQ_INPUT_SIZE``, ``JPQ_OUTPUT_SIZE``, ``JPQ_SCRATCH_SIZE``, ``JPQ_LOGIT_SCALE``);
 * ``weights.c`` / ``weights.h`` — every constant: the bit-packed weight blocks (``uint8_t`` arrays, one per
-  precision block), the int32 biases, multipliers and int8 shifts, the layer descriptors;
+  precision block), the int64 bias offsets, int32 multipliers and int8 shifts, the layer descriptors;
 * ``model.c`` — the network as a sequence of kernel calls on fixed offsets of ``scratch``;
 * the kernel library ``jpq_kernels.c``/``.h``, the host test ``main.c`` and a ``Makefile``.
 
@@ -27,7 +27,7 @@ from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, IntProgram, ITensor, 
 
 KERNEL_FILES = ("jpq_kernels.c", "jpq_kernels.h", "main.c")
 SOURCES = ("model.c", "weights.c", "jpq_kernels.c")
-MAKEFILE = """# jpq C export: `make` builds the host test program jpq_test (usage: ./jpq_test IN_FILE OUT_FILE)
+MAKEFILE = """# jpq C export: `make` builds the host test program (usage: ./jpq_test IN_FILE OUT_FILE)
 CC ?= cc
 CFLAGS ?= -O2 -std=c99 -Wall -Werror
 OBJS = model.o weights.o jpq_kernels.o
@@ -67,9 +67,19 @@ def _ident(name: str, taken: set[str]) -> str:
     return out
 
 
-def _array(ctype: str, name: str, values: np.ndarray | bytes, per_line: int = 16) -> str:
+_HEX = [f"0x{i:02x}" for i in range(256)]
+
+
+def _array(ctype: str, name: str, values: np.ndarray | bytes, per_line: int = 16, c_suffix: str = "") -> str:
     vals = list(values) if isinstance(values, bytes) else [int(v) for v in np.asarray(values).reshape(-1)]
-    fmt = (lambda v: f"0x{v:02x}") if isinstance(values, bytes) else str
+
+    def fmt(v: int) -> str:
+        if isinstance(values, bytes):
+            return _HEX[v]
+        if c_suffix and v < 0:  # a negative literal is the negation of a positive one; |v| < 2^62 here
+            return f"(-{-v}{c_suffix})"
+        return f"{v}{c_suffix}"
+
     lines = [", ".join(fmt(v) for v in vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines) if lines else "0"
     return f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n    {body}\n}};\n"
@@ -102,7 +112,9 @@ def plan_scratch(prog: IntProgram) -> tuple[dict[str, int], int, int]:
         if name not in last:
             last[name] = born[name]  # never read (cannot happen in a connected graph)
         live = sorted(
-            (offsets[o], offsets[o] + sizes[o]) for o in offsets if born[o] <= last[name] and last[o] >= born[name]
+            (offsets[o], offsets[o] + sizes[o])
+            for o in offsets
+            if born[o] <= last[name] and last[o] >= born[name]
         )
         off = start
         for lo, hi in live:
@@ -122,10 +134,12 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
         parts.append(f"/* {op.name}: rows {b.start}..{b.stop - 1}, {b.bits}-bit weights */\n")
         parts.append(_array("uint8_t", f"{ident}_w{i}", b.data))
         wbytes += len(b.data)
-    parts.append(_array("int32_t", f"{ident}_bias", op.bias))
+    parts.append(_array("int64_t", f"{ident}_bias", op.bias, c_suffix="LL"))
     parts.append(_array("int32_t", f"{ident}_mult", op.mult))
     parts.append(_array("int8_t", f"{ident}_shift", op.shift))
-    blocks = ",\n    ".join(f"{{{b.bits}, {b.start}, {b.stop}, {ident}_w{i}}}" for i, b in enumerate(op.blocks))
+    blocks = ",\n    ".join(
+        f"{{{b.bits}, {b.start}, {b.stop}, {ident}_w{i}}}" for i, b in enumerate(op.blocks)
+    )
     parts.append(f"static const jpq_block_t {ident}_blocks[{len(op.blocks)}] = {{\n    {blocks}\n}};\n")
     x, y = op.x.shape, op.y.shape
     if op.kind == "linear":
@@ -138,7 +152,7 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
         f"const jpq_layer_t jpq_layer_{ident} = {{\n    {fields},\n    {ident}_bias, {ident}_mult, "
         f"{ident}_shift, {len(op.blocks)}, {ident}_blocks\n}};\n\n"
     )
-    params = 4 * op.bias.size + 4 * op.mult.size + op.shift.size
+    params = 8 * op.bias.size + 4 * op.mult.size + op.shift.size
     return "".join(parts), wbytes, params
 
 
@@ -240,7 +254,7 @@ def write_c(prog: IntProgram, out_dir: str | Path) -> CSizes:
         f'#define JPQ_WEIGHTS_H\n\n#include "jpq_kernels.h"\n\n{decls}\n#endif\n'
     )
     (out / "weights.c").write_text(
-        "/* jpq integer-only network (generated): bit-packed weights, int32 biases, fixed-point "
+        "/* jpq integer-only network (generated): bit-packed weights, bias offsets, fixed-point "
         f'multipliers and shifts. */\n#include "weights.h"\n\n{"".join(body)}'
     )
     (out / "model.h").write_text(_model_h(prog, scratch))

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from jpq.errors import JpqError
 from jpq.export.cgen import SOURCES, write_c
-from jpq.export.integer import LOGIT_SCALE, integerize
+from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, PoolOp, integerize
 from jpq.export.intref import compare_fake_quant, reference_logits
 from jpq.io import atomic_write_json
 from jpq.search import SearchableNet
@@ -149,7 +149,7 @@ def export_c(
         "export_dir": str(out),
         "samples": int(codes.shape[0]),
         "c_bit_exact": bool(got.shape == ref.shape and np.array_equal(got, ref)),
-        "c_mismatches": int((got != ref).any(axis=1).sum()) if got.shape == ref.shape else int(codes.shape[0]),
+        "c_mismatches": int((got != ref).any(axis=1).sum()) if got.shape == ref.shape else len(codes),
         "fake_quant": fq,
         "size_bits": size_bits,
         "size_bits_run": size_bits_run,
@@ -163,14 +163,26 @@ def export_c(
         "row_buffer_bytes": sizes.row_buffer_bytes,
         "us_per_input": us,
         "logit_scale": LOGIT_SCALE,
+        "ops": [_op_summary(op) for op in prog.ops],
     }
     if labels is not None:
-        rec["accuracy_int"] = 100.0 * float((ref.argmax(1) == labels.cpu().numpy()).mean()) if len(ref) else None
+        hits = ref.argmax(1) == labels.cpu().numpy()
+        rec["accuracy_int"] = 100.0 * float(hits.mean()) if len(ref) else None
     rec["checks"] = _checks(rec)
     rec["ok"] = all(r["ok"] for r in rec["checks"])
     atomic_write_json(out / "verify_c.json", rec)
     _print(rec, console)
     return rec
+
+
+def _op_summary(op: ConvOp | AddOp | PoolOp) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": op.name, "op": type(op).__name__[:-2].lower(), "shape": list(op.y.shape)}
+    if isinstance(op, ConvOp | PoolOp):
+        out["kind"] = op.kind
+    if isinstance(op, ConvOp):
+        out["blocks"] = [{"w_bits": b.bits, "rows": b.stop - b.start, "bytes": len(b.data),
+                          "padding_bits": b.padding_bits} for b in op.blocks]
+    return out
 
 
 def _checks(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,7 +191,8 @@ def _checks(rec: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         ("C vs integer reference", f"{rec['samples'] - rec['c_mismatches']}/{rec['samples']} inputs",
          "bit-exact", rec["c_bit_exact"]),
-        ("integer vs fake-quant agreement", f"{fq['agreement']:.2%} (max |dlogit| {fq['max_abs_dlogit']:.3g})",
+        ("integer vs fake-quant agreement",
+         f"{fq['agreement']:.2%} (max |dlogit| {fq['max_abs_dlogit']:.3g})",
          f">= {MIN_AGREEMENT:.0%}", fq["agreement"] >= MIN_AGREEMENT),
         ("weight bytes vs size_bits/8 + padding",
          f"{rec['weight_bytes']:,} / {rec['size_bits'] / 8:,.1f} + {rec['padding_bits'] / 8:g}", "equal",
@@ -199,9 +212,8 @@ def _print(rec: dict[str, Any], console: Console | None) -> None:
     for r in rec["checks"]:
         t.add_row(r["check"], r["value"], r["criterion"], "[green]ok[/]" if r["ok"] else "[red]FAIL[/]")
     con.print(t)
-    s = Table(title="deployment (bytes)")
-    for col in ("flash: weights", "flash: other const", "flash: code", "RAM: scratch", "RAM: static",
-                "µs/input (host)"):
+    s = Table(title="deployment: flash and RAM in bytes, host time")
+    for col in ("weights", "other const", "code", "scratch", "static RAM", "µs/input"):
         s.add_column(col, justify="right")
     s.add_row(
         f"{rec['weight_bytes']:,}",
@@ -214,3 +226,35 @@ def _print(rec: dict[str, Any], console: Console | None) -> None:
     con.print(s)
     if rec.get("accuracy_int") is not None:
         con.print(f"integer network accuracy: {rec['accuracy_int']:.2f} % on {rec['samples']} inputs")
+
+
+def export_run_c(
+    run_dir: str | Path, *, max_samples: int | None = None, console: Console | None = None
+) -> dict[str, Any]:
+    """The C export of a finished run into ``RUN_DIR/export/c/``, verified on its test split
+    (``max_samples`` caps it). Raises :class:`~jpq.errors.RunDirError` for a run without a fine-tune."""
+    import json
+
+    from jpq.errors import RunDirError
+    from jpq.export.export import _resolve_data_dir
+    from jpq.export.load import load_run, run_config
+    from jpq.pipeline import load_data
+
+    run_dir = Path(run_dir)
+    find_compiler()
+    net = load_run(run_dir)
+    cfg = run_config(run_dir)
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{run_dir}/result.json is unreadable: {e}") from e
+    cfg.data_dir = _resolve_data_dir(cfg, run_dir)
+    if "download" in cfg.dataset:
+        cfg.dataset.download = False
+    cfg.progress = False
+    data = load_data(cfg)
+    x, y = data.test.x, data.test.y
+    if max_samples is not None:
+        x, y = x[:max_samples], y[:max_samples]
+    out = run_dir / "export" / "c"
+    return export_c(net, out, x, y, size_bits_run=result.get("size_bits"), console=console)

@@ -34,10 +34,10 @@ def _conv(op: ConvOp, x: Tensor) -> Tensor:
         w4 = w if w.dim() == 4 else w.unsqueeze(2)  # Conv1d weights (C, Cin, k) -> (C, Cin, 1, k)
         acc = F.conv2d(xs, w4, None, op.stride, op.padding, op.dilation,
                        groups=xs.shape[1] if op.kind == "dw" else 1)
-    acc = torch.round(acc).to(torch.int64) + torch.from_numpy(op.bias.astype(np.int64)).view(1, -1, 1, 1)
+    acc = torch.round(acc).to(torch.int64)
     mult = torch.from_numpy(op.mult.astype(np.int64)).view(1, -1, 1, 1)
     shift = torch.from_numpy(op.shift.astype(np.int64)).view(1, -1, 1, 1)
-    y = requantize(acc, mult, shift)
+    y = requantize(acc, mult, shift, torch.from_numpy(op.bias).view(1, -1, 1, 1))
     y = y.clamp(*_I32) if op.qmax is None else y.clamp(0, op.qmax)
     return y.reshape(y.shape[0], -1)
 

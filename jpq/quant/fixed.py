@@ -35,7 +35,9 @@ def fixed_point(multiplier: float) -> tuple[int, int]:
     if m == 1 << MULT_BITS:  # frac rounded up to 1
         m, shift = m >> 1, shift - 1
     if not 0 <= shift <= MAX_SHIFT:
-        raise ValueError(f"requantization multiplier {multiplier:.6g} needs a shift of {shift} (0..{MAX_SHIFT})")
+        raise ValueError(
+            f"requantization multiplier {multiplier:.6g} needs a shift of {shift} (0..{MAX_SHIFT})"
+        )
     return m, shift
 
 
@@ -46,6 +48,9 @@ def common_fixed_point(multipliers: list[float]) -> tuple[list[int], int]:
     return [round(mu * 2.0**shift) for mu in multipliers], shift
 
 
-def requantize(v: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
-    """``floor(v * mult / 2^shift)`` in int64 (``v``, ``mult``, ``shift`` broadcast together)."""
-    return torch.bitwise_right_shift(v.to(torch.int64) * mult.to(torch.int64), shift.to(torch.int64))
+def requantize(v: Tensor, mult: Tensor, shift: Tensor, offset: Tensor | None = None) -> Tensor:
+    """``floor((v * mult + offset) / 2^shift)`` in int64 (all arguments broadcast together)."""
+    p = v.to(torch.int64) * mult.to(torch.int64)
+    if offset is not None:
+        p = p + offset.to(torch.int64)
+    return torch.bitwise_right_shift(p, shift.to(torch.int64))

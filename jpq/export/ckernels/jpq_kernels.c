@@ -35,7 +35,7 @@ static void unpack_row(const jpq_block_t *b, int32_t row, int32_t len, int8_t *w
 
 static void store(const jpq_layer_t *l, int32_t oc, int32_t idx, int32_t acc, uint8_t *out_u8,
                   int32_t *out_i32) {
-    int64_t v = floor_shift((int64_t)acc * l->mult[oc], l->shift[oc]);
+    int64_t v = floor_shift((int64_t)acc * l->mult[oc] + l->bias[oc], l->shift[oc]);
     if (l->qmax < 0) {
         if (v > INT32_MAX) {
             v = INT32_MAX;
@@ -57,7 +57,7 @@ void jpq_conv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t 
             unpack_row(b, oc, len, wrow);
             for (oy = 0; oy < l->out_h; oy++) {
                 for (ox = 0; ox < l->out_w; ox++) {
-                    int32_t acc = l->bias[oc];
+                    int32_t acc = 0;
                     for (ic = 0; ic < l->in_c; ic++) {
                         const uint8_t *x = in + ic * l->in_h * l->in_w;
                         const int8_t *wk = wrow + ic * l->kh * l->kw;
@@ -92,7 +92,7 @@ void jpq_dwconv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_
             unpack_row(b, oc, len, wrow);
             for (oy = 0; oy < l->out_h; oy++) {
                 for (ox = 0; ox < l->out_w; ox++) {
-                    int32_t acc = l->bias[oc];
+                    int32_t acc = 0;
                     for (ky = 0; ky < l->kh; ky++) {
                         int32_t iy = oy * l->sh - l->ph + ky * l->dh;
                         if (iy < 0 || iy >= l->in_h) {
@@ -118,7 +118,7 @@ void jpq_linear_u8(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int
     for (bi = 0; bi < l->n_blocks; bi++) {
         const jpq_block_t *b = &l->blocks[bi];
         for (oc = b->row0; oc < b->row1; oc++) {
-            int32_t acc = l->bias[oc];
+            int32_t acc = 0;
             int32_t base = (oc - b->row0) * l->in_c;
             for (i = 0; i < l->in_c; i++) {
                 acc += unpack(b->w, base + i, b->bits) * ((int32_t)in[i] + l->in_offset);
@@ -133,7 +133,7 @@ void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, in
     for (bi = 0; bi < l->n_blocks; bi++) {
         const jpq_block_t *b = &l->blocks[bi];
         for (oc = b->row0; oc < b->row1; oc++) {
-            int32_t acc = l->bias[oc];
+            int32_t acc = 0;
             int32_t base = (oc - b->row0) * l->in_c;
             for (i = 0; i < l->in_c; i++) {
                 acc += unpack(b->w, base + i, b->bits) * (in[i] + l->in_offset);
