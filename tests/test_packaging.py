@@ -28,4 +28,5 @@ def test_c_kernels_are_package_data() -> None:
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     patterns = tool["package-data"]["jpq.export"]
     kernels = ROOT / "jpq" / "export" / "ckernels"
-    assert {p.name for pat in patterns for p in kernels.glob(pat.removeprefix("ckernels/"))} == set(KERNEL_FILES)
+    found = {p.name for pat in patterns for p in kernels.glob(pat.removeprefix("ckernels/"))}
+    assert found == set(KERNEL_FILES)

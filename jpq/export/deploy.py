@@ -191,15 +191,14 @@ def _checks(rec: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         ("C vs integer reference", f"{rec['samples'] - rec['c_mismatches']}/{rec['samples']} inputs",
          "bit-exact", rec["c_bit_exact"]),
-        ("integer vs fake-quant agreement",
-         f"{fq['agreement']:.2%} (max |dlogit| {fq['max_abs_dlogit']:.3g})",
+        ("agreement with fake-quant", f"{fq['agreement']:.2%} (max Δ {fq['max_abs_dlogit']:.2g})",
          f">= {MIN_AGREEMENT:.0%}", fq["agreement"] >= MIN_AGREEMENT),
-        ("weight bytes vs size_bits/8 + padding",
+        ("bytes = size_bits/8 + pad",
          f"{rec['weight_bytes']:,} / {rec['size_bits'] / 8:,.1f} + {rec['padding_bits'] / 8:g}", "equal",
          math.isclose(8 * rec["weight_bytes"], exact_bits, rel_tol=0, abs_tol=0.5)),
     ]
     if rec.get("size_bits_run") is not None:
-        rows.append(("size cost vs run size_bits", f"{rec['size_bits']:,.0f} / {rec['size_bits_run']:,.0f}",
+        rows.append(("size_bits vs the run's", f"{rec['size_bits']:,.0f} / {rec['size_bits_run']:,.0f}",
                      "equal", math.isclose(rec["size_bits"], rec["size_bits_run"], rel_tol=0, abs_tol=0.5)))
     return [{"check": c, "value": v, "criterion": k, "ok": bool(ok)} for c, v, k, ok in rows]
 

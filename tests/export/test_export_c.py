@@ -10,7 +10,9 @@ global average pool) on a small input.
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +152,51 @@ def test_c_export_missing_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ToolchainError, match="no C compiler: 'no-such-cc' is not on PATH"):
         export_c(_net("digits", (8,), 0), tmp_path, _random_inputs("digits", 2, 0), console=_quiet())
     assert not any(tmp_path.iterdir())  # checked before anything is written
+
+
+# -- the command on a finished run --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from jpq.cli import main
+
+    tmp = tmp_path_factory.mktemp("export_c_run")
+    argv = list(sys.argv)
+    try:
+        args = ["trainer=smoke", "progress=false", f"hydra.run.dir={tmp}/run", f"cache_dir={tmp}/cache"]
+        code = main(["search", *args])
+    finally:
+        sys.argv = argv  # the Hydra app rewrites sys.argv
+    assert code == 0 and (tmp / "run" / "result.json").is_file()
+    return tmp / "run"
+
+
+def test_cli_export_target_c(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jpq.cli import main
+
+    assert main(["export", str(run_dir), "--target", "c", "--max-samples", "50"]) == 0
+    err = capsys.readouterr().err
+    for text in ("C vs integer reference", "50/50 inputs", "bit-exact", "agreement with fake-quant",
+                 "bytes = size_bits/8 + pad", "size_bits vs the run's", "scratch", "µs/input"):
+        assert text in err, text
+    rec = json.loads((run_dir / "export" / "c" / "verify_c.json").read_text())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert rec["ok"] and rec["c_bit_exact"] and rec["samples"] == 50
+    assert rec["size_bits"] == result["size_bits"] == 8 * rec["weight_bytes"] - rec["padding_bits"]
+    assert not (run_dir / "export" / "model.onnx").exists()  # --target c writes export/c/ only
+
+
+def test_cli_export_target_c_bad_input(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from jpq.cli import main
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir / ".hydra", unfinished / ".hydra")
+    assert main(["export", str(unfinished), "--target", "c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "no finished fine-tune" in err and "\n" not in err
+    assert main(["export", str(run_dir), "--target", "c", "--no-verify"]) == 2
+    assert "always compiles and verifies" in capsys.readouterr().err
+    monkeypatch.setenv("CC", "no-such-cc")
+    assert main(["export", str(run_dir), "--target", "c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: no C compiler: 'no-such-cc' is not on PATH (install gcc or clang, or set CC)"
