@@ -168,6 +168,9 @@ def _call(op: ConvOp | AddOp | PoolOp, ptr: dict[str, str], idents: dict[str, st
             return f"    {fn}({lay}, {p(op.x)}, {out});\n"
         fn = "jpq_dwconv" if op.kind == "dw" else "jpq_conv"
         return f"    {fn}({lay}, {p(op.x)}, {out}, wrow);\n"
+    if isinstance(op, AddOp) and op.table is not None:
+        return (f"    jpq_add_table({p(op.a)}, {p(op.b)}, {op.y.numel}, add_table_{idents[op.name]}, "
+                f"{op.b.vmax + 1}, {p(op.y)});\n")
     if isinstance(op, AddOp):
         return (f"    jpq_add({p(op.a)}, {p(op.b)}, {op.y.numel}, {op.mult[0]}, {op.mult[1]}, {op.shift}, "
                 f"{op.qmax}, {p(op.y)});\n")
@@ -217,6 +220,11 @@ def _model_c(prog: IntProgram, offsets: dict[str, int], idents: dict[str, str]) 
              '#include "model.h"\n#include "jpq_kernels.h"\n#include "weights.h"\n\n']
     order = prog.output_order or list(range(prog.num_outputs))
     lines.append(_array("int16_t", "output_order", np.asarray(order)))
+    for op in prog.ops:
+        if isinstance(op, AddOp) and op.table is not None:
+            nb = op.b.vmax + 1
+            lines.append(f"/* {op.name}: the fake-quant add of every code pair, out = t[a * {nb} + b] */\n")
+            lines.append(_array("uint8_t", f"add_table_{idents[op.name]}", op.table))
     lines.append("\nvoid jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch) {\n")
     ptr = {prog.input.name: "in"}
     taken: set[str] = set()
@@ -241,14 +249,15 @@ def write_c(prog: IntProgram, out_dir: str | Path) -> CSizes:
     out.mkdir(parents=True, exist_ok=True)
     offsets, scratch, row = plan_scratch(prog)
     taken: set[str] = set()
-    idents = {op.name: _ident(op.name, taken) for op in prog.ops if isinstance(op, ConvOp)}
+    idents = {op.name: _ident(op.name, taken) for op in prog.ops if isinstance(op, ConvOp | AddOp)}
     body, wbytes, params, pad = [], 0, 0, 0
     for op in prog.ops:
         if isinstance(op, ConvOp):
             text, w, p = _layer_c(op, idents[op.name])
             body.append(text)
             wbytes, params, pad = wbytes + w, params + p, pad + sum(b.padding_bits for b in op.blocks)
-    decls = "".join(f"extern const jpq_layer_t jpq_layer_{i};\n" for i in idents.values())
+    layers = [idents[op.name] for op in prog.ops if isinstance(op, ConvOp)]
+    decls = "".join(f"extern const jpq_layer_t jpq_layer_{i};\n" for i in layers)
     (out / "weights.h").write_text(
         "/* jpq integer-only network (generated): the layer descriptors. */\n#ifndef JPQ_WEIGHTS_H\n"
         f'#define JPQ_WEIGHTS_H\n\n#include "jpq_kernels.h"\n\n{decls}\n#endif\n'

@@ -43,6 +43,9 @@ def _conv(op: ConvOp, x: Tensor) -> Tensor:
 
 
 def _add(op: AddOp, a: Tensor, b: Tensor) -> Tensor:
+    if op.table is not None:
+        table = torch.frombuffer(bytearray(op.table), dtype=torch.uint8).to(torch.int64)
+        return table[a * (op.b.vmax + 1) + b]
     v = a * op.mult[0] + b * op.mult[1]
     return torch.bitwise_right_shift(v, op.shift).clamp(0, op.qmax)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from jpq.cost import evaluate_all
 from jpq.export.deploy import ToolchainError, export_c
-from jpq.export.integer import LOGIT_SCALE, ConvOp, integerize
+from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, integerize
 from jpq.export.intref import compare_fake_quant, reference_logits
 from jpq.models.resnet18 import ResNet18
 from jpq.search import SearchableNet, convert
@@ -200,3 +200,28 @@ def test_cli_export_target_c_bad_input(run_dir: Path, tmp_path: Path, monkeypatc
     assert main(["export", str(run_dir), "--target", "c"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: no C compiler: 'no-such-cc' is not on PATH (install gcc or clang, or set CC)"
+
+
+def test_low_precision_adds_reproduce_the_fake_quant_network(tmp_path: Path) -> None:
+    """With 4-bit activations every residual add is a lookup table of the fake-quant float32 add, so the
+    integer ResNet-8 computes the fake-quant network exactly: the logits differ by their int32 rounding
+    (< 1 / LOGIT_SCALE) only."""
+    torch.manual_seed(100)
+    model, _, _ = _case("resnet8")
+    net = convert(_randomize_bn(model, 0), torch.rand(2, 3, 32, 32), a_bits=(4,))
+    randomize(net, 0)
+    prog = integerize(net)
+    adds = [op for op in prog.ops if isinstance(op, AddOp)]
+    assert len(adds) == 3 and all(op.table is not None for op in adds)
+    op = adds[0]
+    nb = op.b.vmax + 1
+    table = np.frombuffer(op.table, dtype=np.uint8).reshape(op.a.vmax + 1, nb).astype(np.int64)
+    exact = np.minimum(np.add.outer(np.arange(op.a.vmax + 1), np.arange(nb)), op.qmax)
+    assert ((exact - table) >= 0).all() and ((exact - table) <= 1).all()
+    assert (table < exact).any()  # the float32 add loses a step for some code pairs: the table keeps that
+    xs = _random_inputs("resnet8", 40, 9)
+    _, logits = reference_logits(prog, xs)
+    fq = compare_fake_quant(net, logits, xs, LOGIT_SCALE)
+    assert fq["agreement"] == 1.0 and fq["max_abs_dlogit"] < 1.0 / LOGIT_SCALE + 1e-6, fq
+    rec = export_c(net, tmp_path, xs[:3], console=_quiet())
+    assert rec["ok"] and rec["c_bit_exact"]

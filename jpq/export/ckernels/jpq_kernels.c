@@ -152,6 +152,14 @@ void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, int32_t mult_a, int3
     }
 }
 
+void jpq_add_table(const uint8_t *a, const uint8_t *b, int32_t n, const uint8_t *table, int32_t nb,
+                   uint8_t *out) {
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = table[a[i] * nb + b[i]];
+    }
+}
+
 void jpq_maxpool(const uint8_t *in, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t sh,
                  int32_t sw, int32_t ph, int32_t pw, uint8_t *out, int32_t oh, int32_t ow) {
     int32_t ch, oy, ox, ky, kx;

@@ -44,6 +44,10 @@ void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, in
 void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, int32_t mult_a, int32_t mult_b, int32_t shift,
              int32_t qmax, uint8_t *out);
 
+/* out = table[a * nb + b]: an add of two low-precision code tensors as a lookup table (nb codes of b) */
+void jpq_add_table(const uint8_t *a, const uint8_t *b, int32_t n, const uint8_t *table, int32_t nb,
+                   uint8_t *out);
+
 /* max pooling of uint8 codes; padded positions are skipped */
 void jpq_maxpool(const uint8_t *in, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t sh,
                  int32_t sw, int32_t ph, int32_t pw, uint8_t *out, int32_t oh, int32_t ow);
