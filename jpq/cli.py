@@ -23,7 +23,8 @@ commands:
   search       run warmup -> joint search -> fine-tune (Hydra overrides; -m for a sweep)
   cost         cost of a seed network at a uniform precision, or of a finished run (run=DIR)
   plot-pareto  collect every result.json under a folder: pareto.csv, plots and the front
-  export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights
+  export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights,
+               or (--target c) as integer-only C99, compiled and verified bit-exact
 
 examples:
   jpq search dataset=cifar10 model=resnet8 cost=ne16

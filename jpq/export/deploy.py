@@ -11,6 +11,7 @@ inference time per input. The record is written to ``verify_c.json``.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -136,7 +137,10 @@ def export_c(
         raise ValueError("export_c needs a discretized network (call net.discretize() after the search)")
     cc = find_compiler()  # before any work: a missing compiler is one line
     out = Path(out_dir)
-    net = net.cpu().eval()
+    if next(net.parameters()).device.type != "cpu":
+        net = copy.deepcopy(net).cpu()
+    net.eval()
+    x = x.detach().cpu()
     prog = integerize(net)
     sizes = write_c(prog, out)
     exe = compile_c(out, cc)

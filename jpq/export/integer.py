@@ -30,6 +30,7 @@ table of exactly those float32 results instead, so the integer network keeps the
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,7 +358,9 @@ def _lower_node(n: fx.Node, mods: dict[str, nn.Module], by_name: dict[str, Expor
 def integerize(net: SearchableNet) -> IntProgram:
     """The integer program of a discretized network (module docstring); raises
     :class:`UnsupportedModelError` naming the node when an operation has no integer form."""
-    net = net.cpu().eval()
+    if next(net.parameters()).device.type != "cpu":
+        net = copy.deepcopy(net).cpu()
+    net.eval()
     plans = plan_groups(net)
     layers = export_layers(net, plans)
     gm = build_model(net, plans, layers)
