@@ -5,7 +5,7 @@
     jpq search [hydra overrides]          one run (or a sweep with -m), see conf/config.yaml
     jpq cost [overrides] [bits=8] [run=DIR] [format=table|json]
     jpq plot-pareto DIR [--x METRIC] [--y COLUMN] [--group-by COLUMN]
-    jpq export RUN_DIR [--no-verify] [--no-onnx] [--max-samples N]
+    jpq export RUN_DIR [--no-verify] [--no-onnx] [--max-samples N] [--target torch|c]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ commands:
   search       run warmup -> joint search -> fine-tune (Hydra overrides; -m for a sweep)
   cost         cost of a seed network at a uniform precision, or of a finished run (run=DIR)
   plot-pareto  collect every result.json under a folder: pareto.csv, plots and the front
-  export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights
+  export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights,
+               or (--target c) as integer-only C99, compiled and verified bit-exact
 
 examples:
   jpq search dataset=cifar10 model=resnet8 cost=ne16
@@ -31,6 +32,7 @@ examples:
   jpq cost model=resnet8 dataset=cifar10 bits=8 format=json
   jpq plot-pareto outputs/
   jpq export outputs/runs/<time>
+  jpq export outputs/runs/<time> --target c
 """
 
 
@@ -254,7 +256,24 @@ def _export(argv: list[str]) -> int:
     p.add_argument("--no-verify", action="store_true", help="skip the verification against the run")
     p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
     p.add_argument("--max-samples", type=int, default=None, help="verify on at most this many test samples")
+    p.add_argument(
+        "--target",
+        choices=("torch", "c"),
+        default="torch",
+        help="torch: PyTorch/ONNX/packed weights (default); c: integer-only C99 in export/c/, compiled "
+        "and checked bit-exact",
+    )
     a = p.parse_args(argv)
+    if a.target == "c":
+        if a.no_verify:
+            return _fail("--target c always compiles and verifies the C code; drop --no-verify")
+        from jpq.export.deploy import export_run_c
+
+        rec = export_run_c(a.run_dir, max_samples=a.max_samples)
+        if not rec["ok"]:
+            out = a.run_dir / "export" / "c"
+            return _fail(f"C export of {a.run_dir} written to {out} but a verification check failed")
+        return 0
     from jpq.export import export_run
 
     rec = export_run(a.run_dir, verify=not a.no_verify, onnx=not a.no_onnx, max_samples=a.max_samples)

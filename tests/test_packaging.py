@@ -19,3 +19,14 @@ def test_every_config_group_is_packaged() -> None:
     assert groups == packaged
     assert all(tool["package-data"][f"jpq.conf.{g}"] == ["*.yaml"] for g in groups)
     assert tool["package-dir"]["jpq.conf"] == "conf"
+
+
+def test_c_kernels_are_package_data() -> None:
+    """``jpq export --target c`` copies the kernel library from the installed package."""
+    from jpq.export.cgen import KERNEL_FILES
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = tool["package-data"]["jpq.export"]
+    kernels = ROOT / "jpq" / "export" / "ckernels"
+    found = {p.name for pat in patterns for p in kernels.glob(pat.removeprefix("ckernels/"))}
+    assert found == set(KERNEL_FILES)

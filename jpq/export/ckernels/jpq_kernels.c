@@ -1,0 +1,207 @@
+/* Integer-only kernels of a jpq export (see jpq_kernels.h). */
+#include "jpq_kernels.h"
+
+/* floor(v / 2^s) without relying on the implementation-defined right shift of negative values */
+static int64_t floor_shift(int64_t v, int32_t s) {
+    return v >= 0 ? (v >> s) : -((-v - 1) >> s) - 1;
+}
+
+/* integer i of a packed block of bits-wide two's-complement fields */
+static int32_t unpack(const uint8_t *w, int32_t i, int32_t bits) {
+    int32_t v;
+    if (bits == 8) {
+        v = w[i];
+    } else if (bits == 4) {
+        v = (w[i >> 1] >> ((i & 1) * 4)) & 0xF;
+    } else if (bits == 2) {
+        v = (w[i >> 2] >> ((i & 3) * 2)) & 0x3;
+    } else {
+        int32_t j;
+        v = 0;
+        for (j = 0; j < bits; j++) {
+            int32_t b = i * bits + j;
+            v |= ((w[b >> 3] >> (b & 7)) & 1) << j;
+        }
+    }
+    return v - ((v & (1 << (bits - 1))) << 1);
+}
+
+static void unpack_row(const jpq_block_t *b, int32_t row, int32_t len, int8_t *wrow) {
+    int32_t k, base = (row - b->row0) * len;
+    for (k = 0; k < len; k++) {
+        wrow[k] = (int8_t)unpack(b->w, base + k, b->bits);
+    }
+}
+
+static void store(const jpq_layer_t *l, int32_t oc, int32_t idx, int32_t acc, uint8_t *out_u8,
+                  int32_t *out_i32) {
+    int64_t v = floor_shift((int64_t)acc * l->mult[oc] + l->bias[oc], l->shift[oc]);
+    if (l->qmax < 0) {
+        if (v > INT32_MAX) {
+            v = INT32_MAX;
+        } else if (v < INT32_MIN) {
+            v = INT32_MIN;
+        }
+        out_i32[idx] = (int32_t)v;
+    } else {
+        out_u8[idx] = (uint8_t)(v < 0 ? 0 : (v > l->qmax ? l->qmax : v));
+    }
+}
+
+void jpq_conv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32, int8_t *wrow) {
+    int32_t bi, oc, oy, ox, ic, ky, kx;
+    int32_t len = l->in_c * l->kh * l->kw;
+    for (bi = 0; bi < l->n_blocks; bi++) {
+        const jpq_block_t *b = &l->blocks[bi];
+        for (oc = b->row0; oc < b->row1; oc++) {
+            unpack_row(b, oc, len, wrow);
+            for (oy = 0; oy < l->out_h; oy++) {
+                for (ox = 0; ox < l->out_w; ox++) {
+                    int32_t acc = 0;
+                    for (ic = 0; ic < l->in_c; ic++) {
+                        const uint8_t *x = in + ic * l->in_h * l->in_w;
+                        const int8_t *wk = wrow + ic * l->kh * l->kw;
+                        for (ky = 0; ky < l->kh; ky++) {
+                            int32_t iy = oy * l->sh - l->ph + ky * l->dh;
+                            if (iy < 0 || iy >= l->in_h) {
+                                continue;
+                            }
+                            for (kx = 0; kx < l->kw; kx++) {
+                                int32_t ix = ox * l->sw - l->pw + kx * l->dw;
+                                if (ix < 0 || ix >= l->in_w) {
+                                    continue;
+                                }
+                                acc += wk[ky * l->kw + kx] * ((int32_t)x[iy * l->in_w + ix] + l->in_offset);
+                            }
+                        }
+                    }
+                    store(l, oc, (oc * l->out_h + oy) * l->out_w + ox, acc, out_u8, out_i32);
+                }
+            }
+        }
+    }
+}
+
+void jpq_dwconv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32, int8_t *wrow) {
+    int32_t bi, oc, oy, ox, ky, kx;
+    int32_t len = l->kh * l->kw;
+    for (bi = 0; bi < l->n_blocks; bi++) {
+        const jpq_block_t *b = &l->blocks[bi];
+        for (oc = b->row0; oc < b->row1; oc++) {
+            const uint8_t *x = in + oc * l->in_h * l->in_w;
+            unpack_row(b, oc, len, wrow);
+            for (oy = 0; oy < l->out_h; oy++) {
+                for (ox = 0; ox < l->out_w; ox++) {
+                    int32_t acc = 0;
+                    for (ky = 0; ky < l->kh; ky++) {
+                        int32_t iy = oy * l->sh - l->ph + ky * l->dh;
+                        if (iy < 0 || iy >= l->in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < l->kw; kx++) {
+                            int32_t ix = ox * l->sw - l->pw + kx * l->dw;
+                            if (ix < 0 || ix >= l->in_w) {
+                                continue;
+                            }
+                            acc += wrow[ky * l->kw + kx] * ((int32_t)x[iy * l->in_w + ix] + l->in_offset);
+                        }
+                    }
+                    store(l, oc, (oc * l->out_h + oy) * l->out_w + ox, acc, out_u8, out_i32);
+                }
+            }
+        }
+    }
+}
+
+void jpq_linear_u8(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32) {
+    int32_t bi, oc, i;
+    for (bi = 0; bi < l->n_blocks; bi++) {
+        const jpq_block_t *b = &l->blocks[bi];
+        for (oc = b->row0; oc < b->row1; oc++) {
+            int32_t acc = 0;
+            int32_t base = (oc - b->row0) * l->in_c;
+            for (i = 0; i < l->in_c; i++) {
+                acc += unpack(b->w, base + i, b->bits) * ((int32_t)in[i] + l->in_offset);
+            }
+            store(l, oc, oc, acc, out_u8, out_i32);
+        }
+    }
+}
+
+void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, int32_t *out_i32) {
+    int32_t bi, oc, i;
+    for (bi = 0; bi < l->n_blocks; bi++) {
+        const jpq_block_t *b = &l->blocks[bi];
+        for (oc = b->row0; oc < b->row1; oc++) {
+            int32_t acc = 0;
+            int32_t base = (oc - b->row0) * l->in_c;
+            for (i = 0; i < l->in_c; i++) {
+                acc += unpack(b->w, base + i, b->bits) * (in[i] + l->in_offset);
+            }
+            store(l, oc, oc, acc, out_u8, out_i32);
+        }
+    }
+}
+
+void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, int32_t mult_a, int32_t mult_b, int32_t shift,
+             int32_t qmax, uint8_t *out) {
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        int64_t v = floor_shift((int64_t)a[i] * mult_a + (int64_t)b[i] * mult_b, shift);
+        out[i] = (uint8_t)(v < 0 ? 0 : (v > qmax ? qmax : v));
+    }
+}
+
+void jpq_add_table(const uint8_t *a, const uint8_t *b, int32_t n, const uint8_t *table, int32_t nb,
+                   uint8_t *out) {
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = table[a[i] * nb + b[i]];
+    }
+}
+
+void jpq_maxpool(const uint8_t *in, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t sh,
+                 int32_t sw, int32_t ph, int32_t pw, uint8_t *out, int32_t oh, int32_t ow) {
+    int32_t ch, oy, ox, ky, kx;
+    for (ch = 0; ch < c; ch++) {
+        const uint8_t *x = in + ch * h * w;
+        for (oy = 0; oy < oh; oy++) {
+            for (ox = 0; ox < ow; ox++) {
+                int32_t best = 0, seen = 0;
+                for (ky = 0; ky < kh; ky++) {
+                    int32_t iy = oy * sh - ph + ky;
+                    for (kx = 0; kx < kw; kx++) {
+                        int32_t ix = ox * sw - pw + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                            continue;
+                        }
+                        if (!seen || x[iy * w + ix] > best) {
+                            best = x[iy * w + ix];
+                            seen = 1;
+                        }
+                    }
+                }
+                out[(ch * oh + oy) * ow + ox] = (uint8_t)best;
+            }
+        }
+    }
+}
+
+void jpq_sumpool(const uint8_t *in, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t sh,
+                 int32_t sw, int32_t *out, int32_t oh, int32_t ow) {
+    int32_t ch, oy, ox, ky, kx;
+    for (ch = 0; ch < c; ch++) {
+        const uint8_t *x = in + ch * h * w;
+        for (oy = 0; oy < oh; oy++) {
+            for (ox = 0; ox < ow; ox++) {
+                int32_t s = 0;
+                for (ky = 0; ky < kh; ky++) {
+                    for (kx = 0; kx < kw; kx++) {
+                        s += (int32_t)x[(oy * sh + ky) * w + ox * sw + kx];
+                    }
+                }
+                out[(ch * oh + oy) * ow + ox] = s;
+            }
+        }
+    }
+}

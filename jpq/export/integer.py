@@ -1,0 +1,390 @@
+"""Integerization of an exported network: the integer-only program that the C code and the integer
+PyTorch reference (:mod:`jpq.export.intref`) both execute (docs/method.md §8, deployment).
+
+Every activation tensor holds integer codes ``q`` with a real value ``(q + zp) / S``:
+
+* a PACT output (§2.2): ``uint8`` codes ``q = floor(S * clamp(x, 0, clip))`` in ``[0, qmax]``,
+  ``qmax = floor(S * clip)``, ``S = (2^a - 1) / (clip + 1e-3)``, ``zp = 0``;
+* the network input: the same codes of its (possibly signed) PACT, shifted to ``[0, 2^a - 1]`` by the zero
+  point ``zp = floor(S * clip_lo)`` (a zero-padded border is the real value 0, i.e. ``q + zp = 0``);
+* an average pool: the ``int32`` sum of its window, ``S`` multiplied by the window size (the division is
+  folded into the next layer's multiplier, so pooling is exact).
+
+A Conv/Linear with its precision sub-blocks of ``w_bits``-bit weights ``w`` (§2.1) accumulates
+``acc = sum w * (q + zp)`` in int32 and requantizes per output channel with ``M_c = s_w[c] * S_out / S_in``
+as a fixed-point multiplier ``m_c`` and shift ``s_c`` (:mod:`jpq.quant.fixed`)::
+
+    q_out = clamp(floor((acc * m_c + B_c) / 2^s_c), 0, qmax_out),     B_c = round(b_c * S_out * 2^s_c)
+
+The bias (§2.3) enters as the 64-bit offset ``B_c`` of the requantization, at the multiplier's resolution
+(``2^-s_c`` output steps): an int32 bias in accumulator units would move every activation of a channel by
+up to half an accumulator step and flip ~0.1 % of the PACT floors, which random networks with close
+logits turn into a few % of changed predictions. The output layer (float logits in the fake-quant
+network) writes ``int32`` logits at ``LOGIT_SCALE`` codes per unit.
+A residual add rescales both operands to the output scale: ``clamp(floor(q_a M_a + q_b M_b), 0, qmax)``.
+The fake-quant network adds the operands' float32 values and floors again, which loses one step for
+~5-15 % of the code pairs (``floor(fl(q_a/S + q_b/S) * S) = q_a + q_b - 1``); when both operands have at
+most ``ADD_TABLE_BYTES`` code pairs (<= 4-bit activations, where one step is coarse) the add is a lookup
+table of exactly those float32 results instead, so the integer network keeps the trained behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from jpq.errors import UnsupportedModelError
+from jpq.export.export import ExportedLayer, OutputOrder, Pact, build_model, export_layers, plan_groups
+from jpq.export.pack import pack_bits
+from jpq.quant.activations import PACT_EPS
+from jpq.quant.fixed import common_fixed_point, fixed_point
+from jpq.search import SearchableNet
+
+#: int32 logits are the real logits times this (2^16: a resolution of 1.5e-5, |logit| < 32768)
+LOGIT_SCALE = 2**16
+#: the largest add lookup table ((qmax_a + 1) * (qmax_b + 1) bytes; two 4-bit operands need 225)
+ADD_TABLE_BYTES = 256
+_I32_MAX = 2**31 - 1
+_ALIAS_MODULES = (nn.ReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten)
+_ADDS = (operator.add, torch.add, operator.iadd)
+
+
+@dataclass
+class ITensor:
+    """An integer activation tensor: codes of shape ``(C, H, W)`` (1-D and flat tensors use H = 1, W = 1)."""
+
+    name: str
+    shape: tuple[int, int, int]
+    dtype: str  # "u8" | "i32"
+    scale: float  # S: codes per real unit
+    zp: int  # real value = (code + zp) / S
+    vmax: int  # bound of |code + zp| (for the int32 overflow check)
+    buffer: str = ""  # the tensor whose storage it shares (flatten/dropout/relu alias), else itself
+
+    @property
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1] * self.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * (1 if self.dtype == "u8" else 4)
+
+
+@dataclass
+class Block:
+    """Rows ``[start, stop)`` of a layer at one weight precision, bit-packed (:mod:`jpq.export.pack`)."""
+
+    bits: int
+    start: int
+    stop: int
+    data: bytes
+    padding_bits: int
+
+
+@dataclass
+class ConvOp:
+    """Conv 2-D/1-D, depthwise conv or linear, with its requantization."""
+
+    name: str
+    kind: str  # conv | dw | linear
+    x: ITensor
+    y: ITensor
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    w_int: Tensor  # int64 (C', Cin', kh, kw) or (C', F)
+    blocks: list[Block]
+    bias: np.ndarray  # int64 offsets B_c of the requantization
+    mult: np.ndarray  # int32
+    shift: np.ndarray  # int8
+    qmax: int | None  # None: int32 logits (no clamp)
+
+    @property
+    def row_len(self) -> int:
+        return int(self.w_int[0].numel())
+
+
+@dataclass
+class AddOp:
+    name: str
+    a: ITensor
+    b: ITensor
+    y: ITensor
+    mult: tuple[int, int]
+    shift: int
+    qmax: int
+    table: bytes | None = None  # out = table[q_a * (qmax_b + 1) + q_b] (module docstring)
+
+
+@dataclass
+class PoolOp:
+    name: str
+    kind: str  # max | sum
+    x: ITensor
+    y: ITensor
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+@dataclass
+class IntProgram:
+    """The integer network: input quantizer, ops in execution order, int32 logits in class order."""
+
+    input: ITensor
+    input_pact: Pact
+    ops: list[ConvOp | AddOp | PoolOp] = field(default_factory=list)
+    output: ITensor | None = None
+    output_order: list[int] | None = None  # out[k] = logits[output_order[k]]
+    layers: list[ExportedLayer] = field(default_factory=list)
+    model: fx.GraphModule | None = None
+
+    @property
+    def num_outputs(self) -> int:
+        assert self.output is not None
+        return self.output.numel
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, str):
+        raise UnsupportedModelError(f"padding {v!r} is not supported by the integer export (give numbers)")
+    t = tuple(int(a) for a in (v if isinstance(v, tuple | list) else (v, v)))
+    return (1, t[0]) if len(t) == 1 else (t[0], t[1])
+
+
+def _shape(node: fx.Node) -> tuple[int, int, int]:
+    s = tuple(node.meta["tensor_meta"].shape[1:])
+    if len(s) == 1:
+        return (s[0], 1, 1)
+    if len(s) == 2:
+        return (s[0], 1, s[1])
+    if len(s) == 3:
+        return (s[0], s[1], s[2])
+    raise UnsupportedModelError(f"node {node.name}: tensors of rank {len(s) + 1} are not supported")
+
+
+def pact_params(m: Pact) -> tuple[float, int, int]:
+    """``(S, qmin, qmax)`` of a fixed PACT in the float32 arithmetic of its forward pass."""
+    if m.clip_lo is not None:
+        s = m.levels / (m.clip - m.clip_lo + PACT_EPS)
+        qmin = int(torch.floor(m.clip_lo * s))
+    else:
+        s = m.levels / (m.clip + PACT_EPS)
+        qmin = 0
+    return float(s), qmin, int(torch.floor(m.clip * s))
+
+
+def pact_codes(m: Pact, x: Tensor) -> Tensor:
+    """The integer levels ``floor(S * clamp(x))`` (int64) of a fixed PACT, with the float32 operations of
+    its forward pass."""
+    s = torch.tensor(pact_params(m)[0], dtype=torch.float32)
+    x = x.detach().float().cpu()
+    if m.clip_lo is not None:
+        xc = torch.clamp(x, m.clip_lo, m.clip)
+    else:
+        xc = torch.clamp(x, min=0.0).clamp(max=m.clip)
+    return torch.floor(xc * s).to(torch.int64)
+
+
+def quantize_input(prog: IntProgram, x: Tensor) -> np.ndarray:
+    """The ``uint8`` input codes ``floor(S * clamp(x)) - zp`` of float inputs, as the fake-quant PACT has
+    them (same float32 operations), shape ``(N, C*H*W)``."""
+    q = pact_codes(prog.input_pact, x) - prog.input.zp
+    if q.numel() and (int(q.min()) < 0 or int(q.max()) > 255):
+        raise UnsupportedModelError("input codes do not fit uint8 (input precision above 8 bits?)")
+    return q.reshape(q.shape[0], -1).numpy().astype(np.uint8)
+
+
+def _conv_geometry(m: nn.Module) -> dict[str, tuple[int, int]]:
+    if isinstance(m, nn.Linear):
+        one = (1, 1)
+        return {"kernel": one, "stride": one, "padding": (0, 0), "dilation": one}
+    assert isinstance(m, nn.Conv1d | nn.Conv2d)
+    pad = _pair(m.padding)
+    return {"kernel": _pair(m.kernel_size), "stride": _pair(m.stride),
+            "padding": (0, pad[1]) if isinstance(m, nn.Conv1d) else pad, "dilation": _pair(m.dilation)}
+
+
+def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], out: Pact | None,
+                 name: str) -> ConvOp:
+    """One Conv/Linear (+ the PACT of its group) as a :class:`ConvOp` (module docstring)."""
+    if x.dtype == "i32" and lay.op != "linear":
+        raise UnsupportedModelError(f"layer {lay.name}: only a Linear may follow an average pool")
+    s_w = lay.w_scale.double().numpy()
+    if out is None:
+        s_out, qmax, y_dtype = float(LOGIT_SCALE), None, "i32"
+    else:
+        s_out, _, qmax = pact_params(out)
+        y_dtype = "u8"
+    acc_unit = s_w / x.scale  # real value of one accumulator step
+    fp = [fixed_point(float(u * s_out)) for u in acc_unit]
+    shifts = np.array([s for _, s in fp], dtype=np.float64)
+    bias_real = lay.bias.double().numpy() * s_out * np.exp2(shifts)
+    if (np.abs(bias_real) >= 2.0**62).any():
+        raise UnsupportedModelError(f"layer {lay.name}: a bias does not fit the 64-bit requantization")
+    bias = np.rint(bias_real).astype(np.int64)
+    w = lay.w_int
+    per_row = w.reshape(w.shape[0], -1).abs().sum(1).numpy()
+    if (per_row * x.vmax > _I32_MAX).any():
+        raise UnsupportedModelError(f"layer {lay.name}: the int32 accumulator could overflow")
+    blocks = []
+    for bits, start, stop in lay.blocks():
+        data = pack_bits(w[start:stop].numpy(), bits)
+        blocks.append(Block(bits, start, stop, data, 8 * len(data) - (stop - start) * w[0].numel() * bits))
+    y = ITensor(name, y_shape, y_dtype, s_out, 0, _I32_MAX if qmax is None else qmax)
+    return ConvOp(
+        name=lay.name,
+        kind=lay.op,
+        x=x,
+        y=y,
+        w_int=w,
+        blocks=blocks,
+        bias=bias,
+        mult=np.array([m for m, _ in fp], dtype=np.int32),
+        shift=np.array([s for _, s in fp], dtype=np.int8),
+        qmax=qmax,
+        **_conv_geometry(lay.module),
+    )
+
+
+def _lower_add(name: str, a: ITensor, b: ITensor, out: Pact, shape: tuple[int, int, int]) -> AddOp:
+    if a.dtype != "u8" or b.dtype != "u8" or a.zp or b.zp:
+        raise UnsupportedModelError(f"add {name}: both operands must be PACT outputs")
+    s_out, _, qmax = pact_params(out)
+    mult, shift = common_fixed_point([s_out / a.scale, s_out / b.scale])
+    table = None
+    if (a.vmax + 1) * (b.vmax + 1) <= ADD_TABLE_BYTES:
+        # the fake-quant add of every code pair: PACT_out(q_a / S_a + q_b / S_b) in float32
+        va = torch.arange(a.vmax + 1, dtype=torch.float32) / torch.tensor(a.scale, dtype=torch.float32)
+        vb = torch.arange(b.vmax + 1, dtype=torch.float32) / torch.tensor(b.scale, dtype=torch.float32)
+        table = pact_codes(out, va.view(-1, 1) + vb.view(1, -1)).to(torch.uint8).numpy().tobytes()
+    y = ITensor(name, shape, "u8", s_out, 0, qmax)
+    return AddOp(name, a, b, y, (mult[0], mult[1]), shift, qmax, table)
+
+
+def _lower_pool(name: str, m: nn.Module, x: ITensor, shape: tuple[int, int, int]) -> PoolOp:
+    one_d = isinstance(m, nn.MaxPool1d | nn.AvgPool1d | nn.AdaptiveAvgPool1d)
+    if isinstance(m, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d):
+        if x.shape[1] % shape[1] or x.shape[2] % shape[2]:
+            raise UnsupportedModelError(f"pool {name}: adaptive pooling to a non-divisor size")
+        k = (x.shape[1] // shape[1], x.shape[2] // shape[2])
+        geo = {"kernel": k, "stride": k, "padding": (0, 0)}
+    else:
+        if getattr(m, "ceil_mode", False) or _pair(getattr(m, "dilation", 1)) != (1, 1):
+            raise UnsupportedModelError(f"pool {name}: ceil_mode and dilation are not supported")
+        geo = {key: _pair(getattr(m, key)) for key in ("kernel_size", "stride", "padding")}
+        geo["kernel"] = geo.pop("kernel_size")
+        if one_d:
+            geo = {k: (1 if k != "padding" else 0, v[1]) for k, v in geo.items()}
+    if isinstance(m, nn.MaxPool1d | nn.MaxPool2d):
+        if x.dtype != "u8":
+            raise UnsupportedModelError(f"pool {name}: max pooling of int32 sums is not supported")
+        return PoolOp(name, "max", x, ITensor(name, shape, "u8", x.scale, x.zp, x.vmax), **geo)
+    if geo["padding"] != (0, 0) or getattr(m, "divisor_override", None) or x.dtype != "u8":
+        raise UnsupportedModelError(f"pool {name}: average pooling needs padding 0 on a PACT output")
+    n = geo["kernel"][0] * geo["kernel"][1]
+    y = ITensor(name, shape, "i32", x.scale * n, x.zp * n, x.vmax * n)
+    return PoolOp(name, "sum", x, y, **geo)
+
+
+def _alias(x: ITensor, name: str, shape: tuple[int, int, int]) -> ITensor:
+    return ITensor(name, shape, x.dtype, x.scale, x.zp, x.vmax, buffer=x.buffer or x.name)
+
+
+def _example_input(net: SearchableNet) -> Tensor:
+    ph = next(n for n in net.net.graph.nodes if n.op == "placeholder")
+    if "tensor_meta" not in ph.meta:
+        raise UnsupportedModelError("the network has no recorded input shape")
+    return torch.zeros(1, *ph.meta["tensor_meta"].shape[1:])
+
+
+def _single_pact_user(node: fx.Node, mods: dict[str, nn.Module]) -> fx.Node | None:
+    users = list(node.users)
+    if len(users) == 1 and users[0].op == "call_module" and isinstance(mods[users[0].target], Pact):
+        return users[0]
+    return None
+
+
+def _lower_node(n: fx.Node, mods: dict[str, nn.Module], by_name: dict[str, ExportedLayer],
+                env: dict[fx.Node, ITensor], prog: IntProgram) -> None:
+    """Lower one node of the exported graph; a node fused into the previous op is already in ``env``."""
+    args = [env[a] for a in n.all_input_nodes if a in env]
+    if n.op == "call_module":
+        m = mods[n.target]
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear):
+            act = _single_pact_user(n, mods)
+            out = None if act is None else mods[act.target]
+            op = _lower_layer(by_name[str(n.target)], args[0], _shape(act or n), out, (act or n).name)
+            prog.ops.append(op)
+            env[act or n] = op.y
+        elif isinstance(m, Pact):
+            raise UnsupportedModelError(f"node {n.name}: a PACT that follows no Conv/Linear/add")
+        elif isinstance(m, _ALIAS_MODULES):
+            if isinstance(m, nn.ReLU) and (args[0].zp or args[0].scale == LOGIT_SCALE):
+                raise UnsupportedModelError(f"node {n.name}: ReLU on a signed tensor")
+            env[n] = _alias(args[0], n.name, _shape(n))
+        elif isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AvgPool1d | nn.AvgPool2d | nn.AdaptiveAvgPool1d
+                        | nn.AdaptiveAvgPool2d):
+            op = _lower_pool(n.name, m, args[0], _shape(n))
+            prog.ops.append(op)
+            env[n] = op.y
+        elif isinstance(m, OutputOrder):
+            prog.output_order = m.index.tolist()
+            env[n] = args[0]
+        else:
+            raise UnsupportedModelError(f"node {n.name}: {type(m).__name__} has no integer kernel")
+    elif n.op == "call_function" and n.target in _ADDS:
+        act = _single_pact_user(n, mods)
+        if act is None or len(args) != 2:
+            raise UnsupportedModelError(f"add {n.name}: needs two tensor operands and a re-quantizer")
+        op = _lower_add(n.name, args[0], args[1], mods[act.target], _shape(act))
+        prog.ops.append(op)
+        env[act] = op.y
+    elif n.op == "call_function" and n.target is torch.flatten:
+        env[n] = _alias(args[0], n.name, _shape(n))
+    else:
+        raise UnsupportedModelError(f"node {n.name} ({n.op} {n.target}) has no integer kernel")
+
+
+@torch.no_grad()
+def integerize(net: SearchableNet) -> IntProgram:
+    """The integer program of a discretized network (module docstring); raises
+    :class:`UnsupportedModelError` naming the node when an operation has no integer form."""
+    if next(net.parameters()).device.type != "cpu":
+        net = copy.deepcopy(net).cpu()
+    net.eval()
+    plans = plan_groups(net)
+    layers = export_layers(net, plans)
+    gm = build_model(net, plans, layers)
+    ShapeProp(gm).propagate(_example_input(net))
+    mods = dict(gm.named_modules())
+    by_name = {lay.name: lay for lay in layers}
+    nodes = list(gm.graph.nodes)
+    ph = nodes[0]
+    iq = _single_pact_user(ph, mods)
+    if ph.op != "placeholder" or iq is None:
+        raise UnsupportedModelError("the network input must feed its input quantizer only")
+    pact: Pact = mods[iq.target]  # type: ignore[assignment]
+    s, qmin, qmax = pact_params(pact)
+    x = ITensor("input", _shape(iq), "u8", s, qmin, max(abs(qmin), abs(qmax)))
+    prog = IntProgram(input=x, input_pact=pact, layers=layers, model=gm)
+    env: dict[fx.Node, ITensor] = {iq: x}
+    for n in nodes[1:]:
+        if n in env:
+            continue
+        if n.op == "output":
+            out = env[n.all_input_nodes[0]]
+            if out.dtype != "i32" or out.scale != LOGIT_SCALE:
+                raise UnsupportedModelError("the network output must be the logits of the last layer")
+            prog.output = out
+            continue
+        _lower_node(n, mods, by_name, env, prog)
+    return prog
