@@ -73,7 +73,7 @@ def test_init_from(tmp_path: Path, marker: Path) -> None:
 
 
 def test_phase_checkpoint(tmp_path: Path, marker: Path) -> None:
-    with pytest.raises(RunDirError, match="corrupt or unreadable"):
+    with pytest.raises(RunDirError, match="holds Python objects"):
         _resumable(_evil_torch(tmp_path / "search_last.pt", marker), "search", "abc")
 
 
@@ -81,7 +81,7 @@ def test_warmup_cache_entry(tmp_path: Path, marker: Path) -> None:
     def build() -> dict[str, Any]:
         raise AssertionError("a present cache entry must not be rebuilt silently")
 
-    with pytest.raises(RunDirError, match="corrupt"):
+    with pytest.raises(RunDirError, match="holds Python objects"):
         cached(_evil_torch(tmp_path / "warmup-x.pt", marker), build)
 
 

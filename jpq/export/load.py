@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from jpq.errors import RunDirError
+from jpq.io import load_tensors
 from jpq.search import SearchableNet
 
 
@@ -40,9 +41,9 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
             f"{run_dir} has no finished fine-tune (result.json and checkpoints/final.pt missing)"
         )
     try:
-        state = torch.load(ckpt, map_location=map_location, weights_only=True)["state_dict"]
-    except Exception as e:  # noqa: BLE001
-        raise RunDirError(f"checkpoint {ckpt} is corrupt or unreadable: {e}") from e
+        state = load_tensors(ckpt, map_location)["state_dict"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunDirError(f"checkpoint {ckpt} is unreadable: {e}") from e
     shape = tuple(cfg.dataset.input_shape)
     method = cfg.method.name
     if method == "pit":
@@ -84,9 +85,9 @@ def load_exported(run_dir: Path, *, map_location: str = "cpu") -> torch.nn.Modul
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no export (run `jpq export {run_dir}` first)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - weights_only refuses pickled objects; corrupt files
-        raise RunDirError(f"{path} is not a jpq export (tensors only): {str(e).splitlines()[0]}") from e
+        payload = load_tensors(path, map_location)
+    except ValueError as e:
+        raise RunDirError(f"{path} is not a jpq export: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise RunDirError(f"{path} is not a jpq export (format {MODEL_FORMAT!r} expected)")
     model = exported_model(load_run(run_dir, map_location=map_location))

@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from jpq.errors import RunDirError
-from jpq.io import atomic_torch_save, cpu_state
+from jpq.io import atomic_torch_save, cpu_state, load_tensors
 from jpq.search import SearchableNet, convert
 
 FORMAT = "jpq-pit-model-1"
@@ -58,12 +57,11 @@ def load_pit_model(path: str | Path, seed: nn.Module, example: Tensor) -> nn.Mod
     architecture ``seed``; raises :class:`RunDirError` for a missing, foreign or mismatching file."""
     path = Path(path)
     try:
-        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
+        payload: Any = load_tensors(path)
     except FileNotFoundError as e:
         raise RunDirError(f"{path} is missing") from e
-    except Exception as e:  # noqa: BLE001 - weights_only refuses pickled objects; corrupt files
-        msg = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:300]
-        raise RunDirError(f"{path} is not a jpq PIT model file (tensors only): {msg}") from e
+    except ValueError as e:
+        raise RunDirError(f"{path} is not a jpq PIT model file: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise RunDirError(f"{path} is not a jpq PIT model file (format {FORMAT!r} expected)")
     net = pit_net_of(seed, example)

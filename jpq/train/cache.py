@@ -13,11 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from filelock import FileLock
 
 from jpq.errors import RunDirError
-from jpq.io import atomic_torch_save
+from jpq.io import atomic_torch_save, load_tensors
 
 
 def cache_key(settings: dict[str, Any]) -> str:
@@ -31,9 +30,9 @@ def cached(path: Path, build: Callable[[], dict[str, Any]]) -> tuple[dict[str, A
     with FileLock(str(path) + ".lock"):
         if path.exists():
             try:
-                return torch.load(path, map_location="cpu", weights_only=True), True
-            except Exception as e:  # noqa: BLE001
-                raise RunDirError(f"warmup cache {path} is corrupt ({e}); delete it to retrain") from e
+                return load_tensors(path), True
+            except ValueError as e:
+                raise RunDirError(f"warmup cache {path} is unreadable: {e}; delete it to retrain") from e
         payload = build()
         atomic_torch_save(path, payload)
         return payload, False

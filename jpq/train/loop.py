@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from jpq.data.base import DataBundle, Split, batches, num_batches
 from jpq.errors import RunDirError
-from jpq.io import atomic_torch_save
+from jpq.io import atomic_torch_save, load_tensors
 
 MONITORS = ("val_acc", "val_loss")
 _console = Console(stderr=True)
@@ -332,8 +332,6 @@ def _resumable(path: Path | None, phase: str, config_hash: str | None) -> dict[s
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RunDirError(
-            f"checkpoint {path} is corrupt or unreadable ({e}); delete it to restart the phase"
-        ) from e
+        return load_tensors(path)
+    except ValueError as e:
+        raise RunDirError(f"checkpoint {path} is unreadable: {e}; delete it to restart the phase") from e
