@@ -21,7 +21,7 @@ from jpq.export.pit import load_pit_model
 from jpq.models.digits import DigitsCNN
 from jpq.pipeline import read_init
 from jpq.train.cache import cached
-from jpq.train.checkpoint import resumable
+from jpq.train.loop import _resumable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_init_from(tmp_path: Path, marker: Path) -> None:
 
 def test_phase_checkpoint(tmp_path: Path, marker: Path) -> None:
     with pytest.raises(RunDirError, match="corrupt or unreadable"):
-        resumable(_evil_torch(tmp_path / "search_last.pt", marker), "search", "abc")
+        _resumable(_evil_torch(tmp_path / "search_last.pt", marker), "search", "abc")
 
 
 def test_warmup_cache_entry(tmp_path: Path, marker: Path) -> None:

@@ -3,8 +3,8 @@
 After every epoch it holds the model, optimizers, schedulers, both random generators, the
 early-stopping state and the history (:func:`save_progress`); once the phase is done, only the final
 model and the phase result, marked finished (:func:`save_finished`). Both carry the hash of the config
-that determines the phase: a checkpoint written under another hash is never resumed. Files are
-written atomically and read with ``weights_only`` (nothing in them runs code).
+that determines the phase, which the loop compares before it resumes (:func:`restore`). Files are
+written atomically and read with ``weights_only`` (:func:`load`: nothing in them runs code).
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from torch import nn
 
 from jpq.errors import RunDirError
 from jpq.io import atomic_torch_save
-
-_console = Console(stderr=True)
 
 
 @dataclass
@@ -38,28 +35,13 @@ class LoopState:
     stopped: bool = False
 
 
-def resume(
-    path: Path | None,
-    phase: str,
-    config_hash: str | None,
-    model: nn.Module,
+def restore(
+    ck: dict[str, Any],
     optimizers: list[tuple[torch.optim.Optimizer, Any]],
     gen: torch.Generator,
-) -> LoopState | dict[str, Any]:
-    """Continue from the checkpoint at ``path`` if it was written under ``config_hash``.
-
-    A finished phase loads its final model and returns its stored result (a dict of the phase result's
-    fields); an interrupted one restores the model, optimizers, schedulers and random generators and
-    returns the state to continue from; without a usable checkpoint a fresh state is returned.
-    """
-    ck = resumable(path, phase, config_hash)
-    if ck is None:
-        return LoopState()
-    model.load_state_dict(ck["model"])
-    if ck.get("finished"):
-        _console.log(f"{phase}: finished earlier with the same config, reusing it")
-        return ck["result"]
-    _console.log(f"resuming {phase} from epoch {ck['epoch'] + 1}")
+) -> LoopState:
+    """Restore the optimizers, schedulers and both random generators from the checkpoint ``ck`` of an
+    interrupted phase (the model is loaded by the caller); returns the state to continue from."""
     for (opt, sch), so, ss in zip(optimizers, ck["optimizers"], ck["schedulers"], strict=True):
         opt.load_state_dict(so)
         if sch is not None and ss is not None:
@@ -122,22 +104,8 @@ def save_finished(path: Path, model: nn.Module, result: dict[str, Any], config_h
     )
 
 
-def resumable(path: Path | None, phase: str, config_hash: str | None) -> dict[str, Any] | None:
-    """The phase checkpoint at ``path`` if it was written under ``config_hash``; None (restart) if there
-    is none or it belongs to another config, which one line says."""
-    if path is None or not path.exists():
-        return None
-    ck = _load(path)
-    if ck.get("config_hash") != config_hash:
-        _console.log(
-            f"{phase}: {path} was written by a different config (hash {ck.get('config_hash')}, "
-            f"now {config_hash}); restarting {phase} from epoch 0"
-        )
-        return None
-    return ck
-
-
-def _load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``; :class:`RunDirError` if it is not plain tensors and containers."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001

@@ -2,15 +2,15 @@
 
 :func:`fit` is a sequence of named steps:
 
-1. resume - :func:`jpq.train.checkpoint.resume` continues from the phase checkpoint written under the
-   same config, or starts fresh; a finished phase is not retrained, its stored result is returned;
+1. :func:`_resume` - continue from the phase checkpoint written under the same config, or start
+   fresh; a finished phase is not retrained, its stored result is returned;
 2. one epoch (:func:`_run_epoch`): :func:`_train_epoch` on shuffled batches (weights and, in the
    search, alphas stepped on the same batch by their own optimizers), :func:`_validate` in eval mode
    (argmax theta in the search, so the metric is the discretised network's), :func:`_select` the
    best-validation state (strict improvement, only from ``early_stop_start`` on) and count patience,
    step the LR schedules, then call ``on_epoch_end`` (temperature annealing);
 3. save - after every epoch ``<phase>_last.pt`` holds everything needed to continue (model,
-   optimizers, schedulers, RNG states, early-stopping state, history);
+   optimizers, schedulers, RNG states, early-stopping state, history; :mod:`jpq.train.checkpoint`);
 4. :func:`_finish` - the test split is evaluated once, at the end, on the best state, and the phase
    is marked finished so that a rerun skips it.
 """
@@ -27,14 +27,16 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from rich.progress import Progress, TaskID
 from torch import Tensor, nn
 
 from jpq.data.base import DataBundle, Split, batches, num_batches
 from jpq.io import atomic_torch_save
-from jpq.train.checkpoint import LoopState, resume, save_finished, save_progress
+from jpq.train.checkpoint import LoopState, load, restore, save_finished, save_progress
 
 MONITORS = ("val_acc", "val_loss")
+_console = Console(stderr=True)
 
 
 class CostTerm(Protocol):
@@ -200,9 +202,9 @@ def fit(
     # every phase starts from its own seed, so it draws the same random numbers whether the phases
     # before it were trained in this process, loaded from the warmup cache, or resumed
     torch.manual_seed(seed)
-    st = resume(run.last_path, phase.name, config_hash, model, optimizers, run.gen)
-    if not isinstance(st, LoopState):
-        return FitResult(**st)
+    st = _resume(run)
+    if isinstance(st, FitResult):
+        return st
     bars = _Bars(progress, phase, num_batches(data.train, phase.batch_size, phase.max_batches), st.start)
     for epoch in range(st.start, phase.epochs):
         val_acc = _run_epoch(run, st, epoch, bars)
@@ -216,6 +218,21 @@ def fit(
             break
     bars.close()
     return _finish(run, st)
+
+
+def _resume(run: _Run) -> LoopState | FitResult:
+    """Continue from the phase checkpoint if it was written under the same config: a finished phase
+    gives its stored result (the model holds its final state), an interrupted one the state to continue
+    from, with model, optimizers, schedulers and random generators restored. Otherwise a fresh state."""
+    ck = _resumable(run.last_path, run.phase.name, run.config_hash)
+    if ck is None:
+        return LoopState()
+    run.model.load_state_dict(ck["model"])
+    if ck.get("finished"):
+        _console.log(f"{run.phase.name}: finished earlier with the same config, reusing it")
+        return FitResult(**ck["result"])
+    _console.log(f"resuming {run.phase.name} from epoch {ck['epoch'] + 1}")
+    return restore(ck, run.optimizers, run.gen)
 
 
 def _run_epoch(run: _Run, st: LoopState, epoch: int, bars: _Bars) -> float:
@@ -364,3 +381,18 @@ def _finish(run: _Run, st: LoopState) -> FitResult:
     if run.last_path is not None:
         save_finished(run.last_path, model, asdict(result), run.config_hash)
     return result
+
+
+def _resumable(path: Path | None, phase: str, config_hash: str | None) -> dict[str, Any] | None:
+    """The phase checkpoint at ``path`` if it was written under ``config_hash``; None (restart) if there
+    is none or it belongs to another config, which one line says."""
+    if path is None or not path.exists():
+        return None
+    ck = load(path)
+    if ck.get("config_hash") != config_hash:
+        _console.log(
+            f"{phase}: {path} was written by a different config (hash {ck.get('config_hash')}, "
+            f"now {config_hash}); restarting {phase} from epoch 0"
+        )
+        return None
+    return ck
