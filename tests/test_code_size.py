@@ -1,6 +1,7 @@
 """Code size limits: no function over 80 lines, no module over 400 (issue 14).
 
-Covers the modules split so far; the set is meant to grow to all of jpq/.
+Covers the modules split so far (and the modules split out of them); the set is meant to grow to all
+of jpq/.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ MAX_MODULE_LINES = 400
 CHECKED = sorted(
     {
         ROOT / "jpq" / "search" / "convert.py",
+        ROOT / "jpq" / "search" / "groups.py",
         ROOT / "jpq" / "train" / "loop.py",
+        ROOT / "jpq" / "train" / "checkpoint.py",
         *(ROOT / "jpq" / "data").glob("synthetic*.py"),
     }
 )
