@@ -1,23 +1,23 @@
-"""Conversion of a float ``nn.Module`` into a searchable network (algorithm.md §1).
+"""Conversion of a float ``nn.Module`` into a searchable network (docs/method.md §1).
 
-1. Trace with ``torch.fx`` and propagate shapes on the input example.
-2. Fold every BatchNorm into the Conv/Linear that feeds it (running statistics, §1.1).
-3. Classify nodes: *features-defining* (graph input, standard Conv, Linear), *propagating* (ReLU, pooling,
-   dropout, flatten, identity, depthwise conv, add). Cut the incoming edges of defining nodes; each
-   weakly connected component is a **sharing group** (§1.4). Unsupported ops raise
-   :class:`UnsupportedModelError` naming the node — never a silent skip.
-4. Give every group with a Conv/Linear one :class:`GroupQuantizer`; the group containing the graph
-   output cannot prune and keeps float outputs; the input gets its own quantizer (§1.5).
-5. Replace Conv/Linear modules by searchable ones (same qualified names), re-quantize add outputs,
-   rescale weights by ``1/(1-theta_0)`` (§3.3).
+:func:`convert` runs these steps in order:
+
+1. :func:`_trace` - trace with ``torch.fx`` and propagate shapes on the input example;
+2. :func:`_fold_bn` - fold every BatchNorm into the Conv/Linear that feeds it (running statistics, §1.1);
+3. :func:`jpq.search.groups.sharing_groups` - classify the nodes, build the sharing groups (§1.4) and the
+   channel source of every node; unsupported ops raise :class:`UnsupportedModelError` naming the node;
+4. :func:`_group_quantizers` - one :class:`GroupQuantizer` per group with a Conv/Linear (the group holding
+   the graph output cannot prune and keeps float outputs), and the input quantizer (§1.5);
+5. :func:`_replace_layers` - put searchable layers in place of the Conv/Linear modules (same qualified
+   names), weights rescaled by ``1/(1-theta_0)`` (§3.3), and describe each layer for the cost models;
+6. :func:`_insert_act_quantizers` - re-quantize add outputs and the network input, then drop the ReLUs
+   the unsigned quantizers make redundant (:func:`_drop_redundant_relus`).
 """
 
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,54 +26,32 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from jpq.data.base import InputQuant
 from jpq.errors import UnsupportedModelError
+from jpq.search.groups import SharingGroups, out_channels, sharing_groups
 from jpq.search.layers import GroupAct, SearchConv, SearchLayer, SearchLinear
 from jpq.search.net import LayerInfo, SearchableNet
 from jpq.search.quantizers import ActQuantizer, GroupQuantizer
 from jpq.search.sampler import SamplerState
 
-_PASS_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Identity,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.Flatten,
-)
-_PASS_FUNCTIONS = {
-    F.relu,
-    torch.relu,
-    F.relu6,
-    F.dropout,
-    F.max_pool1d,
-    F.max_pool2d,
-    F.avg_pool1d,
-    F.avg_pool2d,
-    F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d,
-    torch.flatten,
-}
-_ADD_FUNCTIONS = {operator.add, torch.add, operator.iadd}
-_PASS_METHODS = {"relu", "flatten", "view", "reshape", "contiguous"}
-_SHAPE_METHODS = {"size", "dim"}
-_FLATTENS = {torch.flatten, "flatten", "view", "reshape"}
 
-
-@dataclass
-class _Node:
-    kind: str  # "input" | "layer" | "dw" | "add" | "pass" | "flatten" | "output" | "shape"
-
-
-def _is_depthwise(m: nn.Module) -> bool:
-    return (
-        isinstance(m, nn.Conv1d | nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-    )
+def _trace(model: nn.Module, input_example: Tensor) -> tuple[fx.GraphModule, Tensor]:
+    """Trace a CPU copy of ``model`` (single input) and propagate shapes on ``input_example``; returns the
+    graph module and the example on the CPU."""
+    model = copy.deepcopy(model).cpu().eval()
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as e:  # noqa: BLE001 - tracing errors come in many types
+        raise UnsupportedModelError(f"torch.fx cannot trace the model: {e}") from e
+    example = input_example.detach().cpu()
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedModelError(f"the model must take exactly one input, it takes {len(placeholders)}")
+    try:
+        ShapeProp(gm).propagate(example)
+    except Exception as e:  # noqa: BLE001
+        raise UnsupportedModelError(
+            f"input example of shape {tuple(example.shape)} does not fit the model: {e}"
+        ) from e
+    return gm, example
 
 
 def _fold_bn(gm: fx.GraphModule) -> None:
@@ -109,78 +87,151 @@ def _fold_bn(gm: fx.GraphModule) -> None:
     gm.recompile()
 
 
-def _classify(node: fx.Node, modules: dict[str, nn.Module]) -> _Node:
-    if node.op == "placeholder":
-        return _Node("input")
-    if node.op == "output":
-        return _Node("output")
-    if node.op == "call_module":
-        m = modules[node.target]
-        if isinstance(m, nn.Conv1d | nn.Conv2d):
-            if _is_depthwise(m):
-                return _Node("dw")
-            if m.groups != 1:
-                raise UnsupportedModelError(
-                    f"node '{node.name}' ({node.target}): grouped convolution with groups={m.groups} is not "
-                    "supported (only standard or depthwise convs)"
-                )
-            return _Node("layer")
-        if isinstance(m, nn.Linear):
-            return _Node("layer")
-        if isinstance(m, nn.Flatten):
-            return _Node("flatten")
-        if isinstance(m, _PASS_MODULES):
-            return _Node("pass")
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            raise UnsupportedModelError(f"node '{node.name}': BatchNorm left after folding")
-        raise UnsupportedModelError(
-            f"node '{node.name}' ({node.target}): module {type(m).__name__} is not supported by the search"
+def _group_quantizers(
+    found: SharingGroups,
+    modules: dict[str, nn.Module],
+    state: SamplerState,
+    *,
+    w_bits: Sequence[int],
+    a_bits: Sequence[int],
+    per_layer: bool,
+    keep_alive: bool,
+    clip: float,
+    pit: bool,
+) -> dict[fx.Node, GroupQuantizer]:
+    """One :class:`GroupQuantizer` per sharing group that holds a Conv/Linear, keyed by the group root,
+    indexed in graph order. The output group searches ``w_bits`` without 0 and keeps float outputs
+    (§1.4 item 6); with ``pit`` every group has the masks 0/8 (the output group only 8) and no
+    activation quantizer; ``per_layer``, ``keep_alive`` and ``clip`` go to every group."""
+    group_of_root: dict[fx.Node, GroupQuantizer] = {}
+    for root, members in found.members.items():
+        defining = [n for n in members if found.kinds[n] == "layer"]
+        if not defining:
+            continue
+        dws = [n for n in members if found.kinds[n] == "dw"]
+        chans = {out_channels(modules[n.target]) for n in defining + dws}
+        if len(chans) != 1:
+            names = ", ".join(n.name for n in defining + dws)
+            raise UnsupportedModelError(f"layers {names} meet at an add but have different channel counts")
+        is_out = root is found.output_root
+        if pit:
+            gw: tuple[int, ...] = (8,) if is_out else (0, 8)
+        else:
+            gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
+        if not gw:
+            raise ValueError("the output layer needs at least one non-zero weight precision")
+        group_of_root[root] = GroupQuantizer(
+            len(group_of_root),
+            chans.pop(),
+            gw,
+            None if is_out or pit else a_bits,
+            state,
+            per_layer=per_layer,
+            keep_alive=keep_alive,
+            clip=clip,
+            members=[str(n.target) for n in members if found.kinds[n] in ("layer", "dw")],
+            is_output=is_out,
+            pit=pit,
         )
-    if node.op == "call_function":
-        if node.target in _ADD_FUNCTIONS:
-            return _Node("add")
-        if node.target is torch.flatten:
-            return _Node("flatten")
-        if node.target in _PASS_FUNCTIONS:
-            return _Node("pass")
-        if node.target is torch.cat:
-            raise UnsupportedModelError(
-                f"node '{node.name}': channel concatenation (torch.cat) is not supported yet"
-            )
-        name = getattr(node.target, "__name__", str(node.target))
-        raise UnsupportedModelError(f"node '{node.name}': function {name} is not supported by the search")
-    if node.op == "call_method":
-        if node.target in _SHAPE_METHODS:
-            return _Node("shape")
-        if node.target in ("flatten", "view", "reshape"):
-            return _Node("flatten")
-        if node.target in _PASS_METHODS:
-            return _Node("pass")
-        raise UnsupportedModelError(f"node '{node.name}': method .{node.target}() is not supported")
-    raise UnsupportedModelError(f"node '{node.name}': {node.op} {node.target} is not supported")
+    return group_of_root
 
 
-def _tensor_args(node: fx.Node, kinds: dict[fx.Node, _Node]) -> list[fx.Node]:
-    out = []
-    for a in node.all_input_nodes:
-        if kinds[a].kind != "shape":
-            out.append(a)
-    return out
+def _producer_quant(
+    found: SharingGroups,
+    n: fx.Node,
+    group_of_root: dict[fx.Node, GroupQuantizer],
+    input_q: ActQuantizer | None,
+) -> ActQuantizer | None:
+    """The activation quantizer of the tensor ``n`` produces: the input quantizer or its group's."""
+    root = found.root(n)
+    if root is found.input_root:
+        return input_q
+    g = group_of_root.get(root)
+    if g is None:
+        raise UnsupportedModelError(f"node '{n.name}' reads a tensor no searched layer produces")
+    return g.act
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[fx.Node, fx.Node] = {}
+def _layer_info(
+    found: SharingGroups,
+    n: fx.Node,
+    m: nn.Module,
+    new: SearchLayer,
+    group_of_root: dict[fx.Node, GroupQuantizer],
+) -> LayerInfo:
+    """What the cost models need of the layer at node ``n`` (float module ``m``, searchable ``new``)."""
+    s_root, mult, const = found.sources[found.tensor_args(n)[0]]
+    linear = isinstance(m, nn.Linear)
+    shape = n.meta["tensor_meta"].shape
+    out_hw = (1, 1) if linear else ((int(shape[2]), int(shape[3])) if len(shape) == 4 else (int(shape[2]), 1))
+    kernel = (
+        (1, 1)
+        if linear
+        else ((m.kernel_size[0], m.kernel_size[1]) if len(m.kernel_size) == 2 else (m.kernel_size[0], 1))
+    )
+    return LayerInfo(
+        name=str(n.target),
+        op=new.op,
+        kernel=kernel,
+        out_hw=out_hw,
+        c_in=int(m.in_features if linear else m.in_channels),
+        c_out=out_channels(m),
+        group=group_of_root[found.root(n)].index,
+        in_group=None if s_root is None else group_of_root[s_root].index,
+        in_mult=mult,
+        in_const=const,
+    )
 
-    def find(self, x: fx.Node) -> fx.Node:
-        self.parent.setdefault(x, x)
-        while self.parent[x] is not x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
 
-    def union(self, a: fx.Node, b: fx.Node) -> None:
-        self.parent[self.find(a)] = self.find(b)
+def _replace_layers(
+    gm: fx.GraphModule,
+    found: SharingGroups,
+    modules: dict[str, nn.Module],
+    group_of_root: dict[fx.Node, GroupQuantizer],
+    input_q: ActQuantizer | None,
+    rescale: bool,
+) -> list[LayerInfo]:
+    """Swap every Conv/Linear for its searchable version (same qualified name), reading the quantizer of
+    the tensor it consumes; ``rescale`` multiplies the weights by the group's initial rescale (§3.3)."""
+    layers: list[LayerInfo] = []
+    for n in found.layer_nodes():
+        m = modules[n.target]
+        g = group_of_root[found.root(n)]
+        in_q = _producer_quant(found, found.tensor_args(n)[0], group_of_root, input_q)
+        new: SearchLayer = SearchLinear(m, g, in_q) if isinstance(m, nn.Linear) else SearchConv(m, g, in_q)
+        if rescale:
+            with torch.no_grad():
+                new.weight.mul_(g.init_rescale())
+        _set_submodule(gm, str(n.target), new)
+        layers.append(_layer_info(found, n, m, new, group_of_root))
+    return layers
+
+
+def _insert_act_quantizers(
+    gm: fx.GraphModule,
+    found: SharingGroups,
+    group_of_root: dict[fx.Node, GroupQuantizer],
+    input_q: ActQuantizer | None,
+) -> None:
+    """Re-quantize every add output with its group's activation quantizer (§1.4 item 5) and the
+    network input with ``input_q`` (§1.5), each as a module inserted after the node."""
+    graph = gm.graph
+    for n in found.nodes:
+        if found.kinds[n] == "add":
+            g = group_of_root.get(found.root(n))
+            if g is None or g.act is None:
+                continue
+            name = f"jpq_add_act_{n.name}"
+            gm.add_submodule(name, GroupAct(g))
+            with graph.inserting_after(n):
+                q = graph.call_module(name, (n,))
+            n.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
+    ph = next(n for n in found.nodes if n.op == "placeholder")
+    if input_q is not None:
+        gm.add_submodule("jpq_input_quant", input_q)
+        with graph.inserting_after(ph):
+            q = graph.call_module("jpq_input_quant", (ph,))
+        ph.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
 
 
 def convert(
@@ -216,190 +267,23 @@ def convert(
     """
     iq = input_quant or InputQuant()
     state = SamplerState(sampler, float(temperature), gumbel_hard)
-    model = copy.deepcopy(model).cpu().eval()
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:  # noqa: BLE001 - tracing errors come in many types
-        raise UnsupportedModelError(f"torch.fx cannot trace the model: {e}") from e
-    example = input_example.detach().cpu()
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise UnsupportedModelError(f"the model must take exactly one input, it takes {len(placeholders)}")
-    try:
-        ShapeProp(gm).propagate(example)
-    except Exception as e:  # noqa: BLE001
-        raise UnsupportedModelError(
-            f"input example of shape {tuple(example.shape)} does not fit the model: {e}"
-        ) from e
+    gm, example = _trace(model, input_example)
     _fold_bn(gm)
     modules = dict(gm.named_modules())
-    nodes = list(gm.graph.nodes)
-    kinds = {n: _classify(n, modules) for n in nodes}
-
-    # --- sharing groups (§1.4): cut incoming edges of defining nodes, union the rest -------------
-    uf = _UnionFind()
-    for n in nodes:
-        if kinds[n].kind == "shape":
-            continue
-        uf.find(n)
-        if kinds[n].kind in ("input", "layer"):
-            continue
-        for a in _tensor_args(n, kinds):
-            uf.union(n, a)
-    comps: dict[fx.Node, list[fx.Node]] = {}
-    for n in nodes:
-        if kinds[n].kind != "shape":
-            comps.setdefault(uf.find(n), []).append(n)
-
-    # --- channel source of every node: (group root or None, multiplier, constant channels) --------
-    src: dict[fx.Node, tuple[fx.Node | None, int, int]] = {}
-    for n in nodes:
-        k = kinds[n].kind
-        if k == "shape":
-            continue
-        if k == "input":
-            src[n] = (None, 1, int(n.meta["tensor_meta"].shape[1]))
-        elif k == "layer":
-            src[n] = (uf.find(n), 1, 0)
-        elif k == "output":
-            continue
-        else:
-            ins = _tensor_args(n, kinds)
-            if not ins:
-                raise UnsupportedModelError(f"node '{n.name}' has no tensor input")
-            g, mult, const = src[ins[0]]
-            if k == "flatten":
-                in_shape = ins[0].meta["tensor_meta"].shape
-                out_shape = n.meta["tensor_meta"].shape
-                if len(out_shape) != 2 or out_shape[0] != in_shape[0]:
-                    raise UnsupportedModelError(
-                        f"node '{n.name}': only flattening to (batch, features) is supported"
-                    )
-                spatial = 1
-                for d in in_shape[2:]:
-                    spatial *= int(d)
-                mult, const = mult * spatial, const * spatial
-            src[n] = (g, mult, const)
-
-    out_node = next(n for n in nodes if n.op == "output")
-    out_root = uf.find(out_node)
-    in_root = uf.find(placeholders[0])
-    layer_nodes = [n for n in nodes if kinds[n].kind in ("layer", "dw")]
-    if not layer_nodes:
-        raise UnsupportedModelError("the model has no Conv/Linear layer to search")
-    for n in comps[in_root]:
-        if kinds[n].kind in ("layer", "dw", "add"):
-            raise UnsupportedModelError(
-                f"node '{n.name}' combines the network input with layer outputs; not supported"
-            )
-
-    # --- quantizers ------------------------------------------------------------------------------
-    groups: list[GroupQuantizer] = []
-    group_of_root: dict[fx.Node, GroupQuantizer] = {}
-    for root, members in comps.items():
-        defining = [n for n in members if kinds[n].kind == "layer"]
-        if not defining:
-            continue
-        chans = {_out_channels(modules[n.target]) for n in defining}
-        dws = [n for n in members if kinds[n].kind == "dw"]
-        chans |= {_out_channels(modules[n.target]) for n in dws}
-        if len(chans) != 1:
-            names = ", ".join(n.name for n in defining + dws)
-            raise UnsupportedModelError(f"layers {names} meet at an add but have different channel counts")
-        is_out = root is out_root
-        if pit:
-            gw: tuple[int, ...] = (8,) if is_out else (0, 8)
-        else:
-            gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
-        if not gw:
-            raise ValueError("the output layer needs at least one non-zero weight precision")
-        g = GroupQuantizer(
-            len(groups),
-            chans.pop(),
-            gw,
-            None if is_out or pit else a_bits,
-            state,
-            per_layer=per_layer,
-            keep_alive=keep_alive,
-            clip=act_clip,
-            members=[str(n.target) for n in members if kinds[n].kind in ("layer", "dw")],
-            is_output=is_out,
-            pit=pit,
-        )
-        groups.append(g)
-        group_of_root[root] = g
+    found = sharing_groups(gm, modules)
+    group_of_root = _group_quantizers(
+        found, modules, state, w_bits=w_bits, a_bits=a_bits, per_layer=per_layer, keep_alive=keep_alive,
+        clip=act_clip, pit=pit,
+    )
+    groups = list(group_of_root.values())
     in_bits = tuple(iq.bits) if iq.bits is not None else tuple(a_bits)
     input_q = None if pit else ActQuantizer(in_bits, state, clip=iq.hi, signed=iq.signed, lo=iq.lo)
-
-    def producer_quant(n: fx.Node) -> ActQuantizer | None:
-        root = uf.find(n)
-        if root is in_root:
-            return input_q
-        g = group_of_root.get(root)
-        if g is None:
-            raise UnsupportedModelError(f"node '{n.name}' reads a tensor no searched layer produces")
-        return g.act
-
-    # --- rewrite the graph ----------------------------------------------------------------------
-    layers: list[LayerInfo] = []
-    for n in layer_nodes:
-        m = modules[n.target]
-        root = uf.find(n)
-        g = group_of_root[root]
-        x_in = _tensor_args(n, kinds)[0]
-        in_q = producer_quant(x_in)
-        new: SearchLayer = SearchLinear(m, g, in_q) if isinstance(m, nn.Linear) else SearchConv(m, g, in_q)
-        if rescale and not per_layer and sampler != "hard":
-            with torch.no_grad():
-                new.weight.mul_(g.init_rescale())
-        _set_submodule(gm, str(n.target), new)
-        s_root, mult, const = src[x_in]
-        shape = n.meta["tensor_meta"].shape
-        out_hw = (
-            (1, 1)
-            if isinstance(m, nn.Linear)
-            else ((int(shape[2]), int(shape[3])) if len(shape) == 4 else (int(shape[2]), 1))
-        )
-        kernel = (
-            (1, 1)
-            if isinstance(m, nn.Linear)
-            else ((m.kernel_size[0], m.kernel_size[1]) if len(m.kernel_size) == 2 else (m.kernel_size[0], 1))
-        )
-        layers.append(
-            LayerInfo(
-                name=str(n.target),
-                op=new.op,
-                kernel=kernel,
-                out_hw=out_hw,
-                c_in=int(m.in_features if isinstance(m, nn.Linear) else m.in_channels),
-                c_out=_out_channels(m),
-                group=g.index,
-                in_group=None if s_root is None else group_of_root[s_root].index,
-                in_mult=mult,
-                in_const=const,
-            )
-        )
-
-    graph = gm.graph
-    for n in nodes:
-        if kinds[n].kind == "add":
-            g = group_of_root.get(uf.find(n))
-            if g is None or g.act is None:
-                continue
-            name = f"jpq_add_act_{n.name}"
-            gm.add_submodule(name, GroupAct(g))
-            with graph.inserting_after(n):
-                q = graph.call_module(name, (n,))
-            n.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
-    ph = placeholders[0]
-    if input_q is not None:
-        gm.add_submodule("jpq_input_quant", input_q)
-        with graph.inserting_after(ph):
-            q = graph.call_module("jpq_input_quant", (ph,))
-        ph.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
+    rescale_weights = rescale and not per_layer and sampler != "hard"
+    layers = _replace_layers(gm, found, modules, group_of_root, input_q, rescale_weights)
+    _insert_act_quantizers(gm, found, group_of_root, input_q)
     gm.add_submodule("jpq_groups", nn.ModuleList(groups))
     _drop_redundant_relus(gm)
-    graph.lint()
+    gm.graph.lint()
     gm.recompile()
     net = SearchableNet(gm, groups, input_q, layers, state)
     with torch.no_grad():
@@ -430,10 +314,6 @@ def _drop_redundant_relus(gm: fx.GraphModule) -> None:
         if unsigned:
             n.replace_all_uses_with(src)
             gm.graph.erase_node(n)
-
-
-def _out_channels(m: nn.Module) -> int:
-    return int(m.out_features if isinstance(m, nn.Linear) else m.out_channels)
 
 
 def _set_submodule(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
