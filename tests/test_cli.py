@@ -128,6 +128,9 @@ def test_cost_of_the_digits_seed(tmp_path: Path) -> None:
         (["strength=1,2"], "add -m to sweep it"),
         (["-m", "strength=1,-1"], "strength must be >= 0, got -1.0"),  # the 2nd job: stops the 1st too
         (["-m", "cost=size,nope"], "Could not find 'cost/nope'; available: bitops, mpic, ne16, size"),
+        (["device=gpu"], "device='gpu': choose one of auto, cpu, cuda, cuda:N"),
+        (["threads=0"], "threads=0: must be >= 1"),
+        (["trainer.search_step=fast"], "search_step='fast': choose fused or eager"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path: Path, args: list[str], message: str) -> None:
@@ -215,6 +218,7 @@ def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
     log = proc.stdout + proc.stderr
     assert len(list((tmp_path / "sw").glob("*/result.json"))) == 3
     assert log.count("cache miss") == 1 and log.count("cache hit") == 2
+    assert log.count("(joblib n_jobs=2); device: cpu") == 3  # each job its share of the cores
 
 
 @pytest.mark.parametrize(

@@ -32,12 +32,12 @@ from jpq.quant.activations import PACT_EPS
 STEPS = ("fused", "eager")
 
 
-def check_step(step: str, device: torch.device | str = "cpu") -> None:
-    """Refuse an unknown ``search_step`` and a fused step that cannot compile on ``device``."""
+def check_step(step: str, on_cpu: bool = True) -> None:
+    """Refuse an unknown ``search_step``, and a fused step on the CPU where no C++ compiler is found."""
     if step not in STEPS:
         raise ConfigError(f"search_step={step!r}: choose fused or eager")
     no_compiler = not (shutil.which("g++") or shutil.which("c++"))
-    if step == "fused" and torch.device(device).type == "cpu" and no_compiler:
+    if step == "fused" and on_cpu and no_compiler:
         raise ConfigError(
             "search_step=fused compiles its kernels with a C++ compiler and none is on PATH "
             "(install g++ or use trainer.search_step=eager)"
