@@ -13,7 +13,8 @@ the fused kernels (``trainer.search_step=fused``, the default) or the eager ones
 of the first search step, which includes compiling the fused kernels (a later process reuses the compiled
 code from torch's on-disk cache). Usage::
 
-    python scripts/bench_search_step.py [--steps 60] [--device cpu|cuda] [--step fused|eager|both] [--json]
+    python scripts/bench_search_step.py [--steps 60] [--device cpu|cuda] [--step fused|eager|both]
+        [--threads N] [--json]
 
 With ``--json`` the last line is a JSON list of rows (device, step, a_bits, cost, float_ms, search_ms,
 ratio, cost_ms, cost_share, first_s).
@@ -131,7 +132,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--costs", default="size,bitops,mpic,ne16")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON line last")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
     a = p.parse_args()
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     rows = []
     kinds = ("fused", "eager") if a.step == "both" else (a.step,)

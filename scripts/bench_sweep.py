@@ -47,7 +47,7 @@ def sweep(folder: Path, max_batches: int, n_jobs: int | None, device: str) -> fl
         raise SystemExit(f"sweep in {folder} finished {done} jobs, expected {len(STRENGTHS.split(','))}")
     lines = [ln for ln in proc.stderr.splitlines() if "threads:" in ln]
     print(f"  {'joblib n_jobs=' + str(n_jobs) if n_jobs else 'sequential':<16} {wall:7.1f} s   "
-          f"{lines[0].split('threads:', 1)[1].strip() if lines else ''}", flush=True)
+          f"{lines[0].split('threads:', 1)[1].split('  ')[0].strip() if lines else ''}", flush=True)
     return wall
 
 

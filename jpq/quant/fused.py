@@ -87,7 +87,8 @@ def _mixed_bwd(
 @functools.cache
 def _compiled(name: str) -> Callable[..., Any]:
     """The compiled kernel ``name``, built at its first use (the first call compiles, later ones reuse)."""
-    kernels = {"pact_fwd": _pact_fwd, "pact_bwd": _pact_bwd, "mixed_fwd": _mixed_fwd, "mixed_bwd": _mixed_bwd}
+    kernels = {"pact_fwd": _pact_fwd, "pact_bwd": _pact_bwd, "mixed_fwd": _mixed_fwd, "mixed_bwd": _mixed_bwd,
+               "params_fwd": _params_fwd, "params_bwd": _params_bwd}
     fn = kernels[name]
     return torch.compile(fn, fullgraph=True)
 
@@ -147,3 +148,56 @@ class FusedMixedPact(torch.autograd.Function):
             gth if need[3] else None,
             None,
         )
+
+
+# -- the weight side of one layer: mixture of the quantized weights and the derived-scale bias -------
+def _params_fwd(
+    w: Tensor, b: Tensor, theta: Tensor, s_a: Tensor, levels: Tensor, upper: Tensor, nonzero: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``W_eff``, ``b_eff`` (jpq.quant.weights, jpq.quant.bias) and what the backward needs."""
+    rng = 2.0 * w.abs().amax(dim=1, keepdim=True)  # (C, 1)
+    rng = torch.where(rng == 0, torch.ones_like(rng), rng)
+    s = rng.unsqueeze(0) / levels * nonzero  # (P, C, 1)
+    safe = torch.where(s > 0, s, torch.ones_like(s))
+    q = torch.minimum(torch.round(w.unsqueeze(0) / safe), upper) * s  # (P, C, K)
+    w_eff = (theta.unsqueeze(-1) * q).sum(0)
+    s_w = (theta * s.squeeze(-1)).sum(0)  # (C,)
+    s_b = s_a * s_w
+    keep = s_b.abs() > 1e-8
+    qb = torch.round(b / torch.where(keep, s_b, torch.ones_like(s_b))) * keep
+    return w_eff, qb * s_b, s.squeeze(-1), s_w, qb
+
+
+def _params_bwd(
+    g_w: Tensor, g_b: Tensor, w: Tensor, theta: Tensor, s_a: Tensor, s: Tensor, s_w: Tensor, qb: Tensor,
+    upper: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients to ``w`` (identity STE), ``b`` (identity where kept), ``theta`` and ``s_a``."""
+    safe = torch.where(s > 0, s, torch.ones_like(s)).unsqueeze(-1)
+    q = torch.minimum(torch.round(w.unsqueeze(0) / safe), upper) * s.unsqueeze(-1)  # recomputed (P, C, K)
+    g_sb = g_b * qb  # d(qb * s_b)/d s_b = qb
+    grad_theta = (g_w.unsqueeze(0) * q).sum(-1) + (g_sb * s_a).unsqueeze(0) * s
+    keep = (s_a * s_w).abs() > 1e-8
+    return g_w * theta.sum(0).unsqueeze(1), g_b * keep, grad_theta, (g_sb * s_w).sum()
+
+
+class FusedLayerParams(torch.autograd.Function):
+    """``(W_eff, b_eff)`` of a searchable layer in one compiled kernel forward and one backward."""
+
+    @staticmethod
+    def forward(ctx, w, b, theta, s_a, levels, upper, nonzero):  # type: ignore[override]
+        flat = w.detach().reshape(w.shape[0], -1)
+        w_eff, b_eff, s, s_w, qb = _compiled("params_fwd")(
+            flat, b.detach(), theta.detach(), s_a.detach(), levels, upper, nonzero
+        )
+        ctx.save_for_backward(flat, theta.detach(), s_a.detach(), s, s_w, qb, upper)
+        ctx.w_shape = w.shape
+        return w_eff.view(w.shape), b_eff
+
+    @staticmethod
+    def backward(ctx, g_w: Tensor, g_b: Tensor):  # type: ignore[override]
+        flat, theta, s_a, s, s_w, qb, upper = ctx.saved_tensors
+        gw, gb, gth, gsa = _compiled("params_bwd")(
+            g_w.reshape(flat.shape), g_b, flat, theta, s_a, s, s_w, qb, upper
+        )
+        return gw.view(ctx.w_shape), gb, gth, gsa.reshape(s_a.shape), None, None, None
