@@ -17,6 +17,7 @@ BASE = [
     "search",
     "progress=false",
     "deterministic=true",
+    "trainer.search_step=eager",  # no kernel compilation in each of the processes
     "trainer.warmup.epochs=2",
     "trainer.search.epochs=2",
     "trainer.finetune.epochs=1",

@@ -16,6 +16,7 @@ ARGS = [
     "search",
     "progress=false",
     "deterministic=true",
+    "trainer.search_step=eager",  # no kernel compilation in each of the processes
     "strength=2",
     "trainer.warmup.epochs=2",
     "trainer.search.epochs=8",
