@@ -90,11 +90,16 @@ def _compiled(name: str) -> Callable[..., Any]:
     kernels = {"pact_fwd": _pact_fwd, "pact_bwd": _pact_bwd, "mixed_fwd": _mixed_fwd, "mixed_bwd": _mixed_bwd,
                "params_fwd": _params_fwd, "params_bwd": _params_bwd}
     fn = kernels[name]
-    return torch.compile(fn, fullgraph=True)
+    # dynamic shapes from the first call; views of differently shaped layers still add a few guarded
+    # variants per kernel, so the limit on variants is raised (past it torch would run the kernel eagerly)
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(fn, fullgraph=True, dynamic=True)
 
 
 def _flat(x: Tensor) -> Tensor:
-    return x.reshape(-1)
+    return x.detach().reshape(-1)  # no autograd flags in what the kernels see (no recompilation for them)
 
 
 def _bounds(lo: Tensor | None, hi: Tensor) -> Tensor:
