@@ -21,7 +21,7 @@ from jpq.train.optim import OptimConfig
 
 METHODS = ("joint", "mixprec", "edmips", "fixed", "pit", "pit_mixprec")
 PHASES = ("warmup", "search", "finetune")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
 
 
 def conf_dir() -> str:
@@ -54,6 +54,7 @@ class TrainerCfg:
         )
     )
     strength_schedule: str = "constant"  # constant | incremental (§6.1)
+    search_step: str = "eager"  # eager | fused (compiled kernels, same numbers; opt-in, see README)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Config:
     strength: float = 0.0
     seed: int = 14
     device: str = "auto"
+    threads: int | None = None  # intra-op threads; null: the job's share of the cores (jpq.train.resources)
     data_dir: str = "data"
     cache_dir: str = "outputs/.cache"
     phases: list[str] = field(default_factory=lambda: list(PHASES))
@@ -234,8 +236,11 @@ def validate(cfg: DictConfig) -> None:
     bad = [p for p in cfg.phases if p not in PHASES]
     if bad or not cfg.phases:
         raise ConfigError(f"phases={list(cfg.phases)}: use a non-empty subset of {list(PHASES)}")
-    if cfg.device not in DEVICES:
-        raise ConfigError(f"device={cfg.device!r}: choose one of {', '.join(DEVICES)}")
+    from jpq.train.resources import check_device_name
+
+    check_device_name(cfg.device)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads}: must be >= 1 (or null for the job's share of the cores)")
     if cfg.trainer.strength_schedule not in ("constant", "incremental"):
         raise ConfigError(
             f"trainer.strength_schedule={cfg.trainer.strength_schedule!r}: constant or incremental"

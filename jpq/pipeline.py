@@ -37,8 +37,10 @@ from jpq.export.pit import pit_net_of, pruned_float_model, save_pit_model
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text, cpu_state
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
+from jpq.quant.fused import check_step
 from jpq.search import SearchableNet, convert
 from jpq.search.sampler import anneal
+from jpq.train import resources
 from jpq.train.cache import cache_key, cached
 from jpq.train.loop import FitResult, PhaseSpec, fit
 from jpq.train.memory import keep_freed_memory
@@ -49,11 +51,8 @@ console = Console(stderr=True)
 
 # -- building blocks --------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
-    return torch.device(name)
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; parallel jobs of a node take distinct GPUs (resources)."""
+    return resources.resolve_device(name)[0]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -191,7 +190,7 @@ def reference_cost(cost_model: Any, specs: list[LayerSpec]) -> float:
 
 # -- the run ----------------------------------------------------------------------------------------
 # settings that never change what a run computes: left out of the hash that guards its checkpoints
-_UNHASHED = ("progress", "data_dir", "cache_dir", "device")
+_UNHASHED = ("progress", "data_dir", "cache_dir", "device", "threads")
 
 
 def run_hash(cfg: DictConfig) -> str:
@@ -399,6 +398,7 @@ def search_and_finetune(
         per_layer=cfg.method.per_layer,
         input_quant=data.input_quant,
         keep_alive=cfg.keep_alive,
+        fused=cfg.trainer.search_step == "fused",
     )
     net.to(ctx.device)
     cost_model, normalize = build_cost(cfg.cost)
@@ -457,6 +457,7 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     """Every check that needs no data: the values (``validate``), what the cost model can model, that the
     seed network builds and that ``warmup.init_from`` fits it. Returns the init_from state (or None)."""
     validate(cfg)
+    check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
@@ -480,7 +481,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return json.loads(done.read_text())
     init_state = check_config(cfg)  # a bad init_from fails before the data is loaded (the data's shape
     keep_freed_memory()  # is checked against cfg.dataset by load_data)
-    device = resolve_device(cfg.device)
+    n_threads, why = resources.set_job_threads(cfg.threads)
+    device, where = resources.resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    console.log(f"threads: {n_threads} of {resources.available_cores()} cores ({why}); device: {where}")
     seed_everything(cfg.seed, cfg.deterministic)
     t0 = time.perf_counter()
     data = load_data(cfg).to(device)

@@ -7,12 +7,17 @@ and each cost model: the median over >= 20 steps (after warm-up) of
 * search step: forward + CE + strength * cost + backward + Adam (weights) + SGD (alphas) steps,
 * cost:        building the LayerSpecs + the cost + its gradient to the alphas (part of the search step).
 
-Float and search steps alternate one by one so that machine noise hits both alike. Usage::
+Float and search steps alternate one by one so that machine noise hits both alike. The search step runs
+the fused kernels (``trainer.search_step=fused``, the default) or the eager ones (``--step eager``);
+``--step both`` gives one row per step kind. The float step is always eager. ``first_s`` is the wall time
+of the first search step, which includes compiling the fused kernels (a later process reuses the compiled
+code from torch's on-disk cache). Usage::
 
-    python scripts/bench_search_step.py [--steps 60] [--device cpu] [--json]
+    python scripts/bench_search_step.py [--steps 60] [--device cpu|cuda] [--step fused|eager|both]
+        [--threads N] [--json]
 
-With ``--json`` the last line is a JSON list of rows (a_bits, cost, float_ms, search_ms, ratio, cost_ms,
-cost_share).
+With ``--json`` the last line is a JSON list of rows (device, step, a_bits, cost, float_ms, search_ms,
+ratio, cost_ms, cost_share, first_s).
 """
 
 from __future__ import annotations
@@ -40,16 +45,20 @@ def _sync(device: torch.device) -> None:
 
 
 def bench(
-    a_bits: tuple[int, ...], cost_name: str, steps: int, device: torch.device, batch: int = 32
+    a_bits: tuple[int, ...],
+    cost_name: str,
+    steps: int,
+    device: torch.device,
+    batch: int = 32,
+    step: str = "fused",
 ) -> dict[str, object]:
     torch.manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     seed = ResNet8().to(device)
     opt_f = torch.optim.Adam(seed.parameters(), lr=1e-3, weight_decay=1e-4)
-    net = convert(ResNet8(), x[:2].cpu(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=InputQuant()).to(
-        device
-    )
+    net = convert(ResNet8(), x[:2].cpu(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=InputQuant(),
+                  fused=step == "fused").to(device)
     net.train()
     cost = get_cost(cost_name)
     scale = float(cost(to_uniform(net.layer_specs(fresh=True), 8, 8)))
@@ -86,6 +95,10 @@ def bench(
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
+    t_first = time.perf_counter()
+    search_step()  # the first one compiles the fused kernels
+    _sync(device)
+    first_s = time.perf_counter() - t_first
     for _ in range(20):  # warm-up: allocator and oneDNN primitive caches settle
         float_step()
         search_step()
@@ -97,6 +110,8 @@ def bench(
     c_ms = timed(cost_only, steps)
     f, s, c = statistics.median(f_ms), statistics.median(s_ms), statistics.median(c_ms)
     return {
+        "device": device.type,
+        "step": step,
         "a_bits": list(a_bits),
         "cost": cost_name,
         "float_ms": round(f, 3),
@@ -104,6 +119,7 @@ def bench(
         "ratio": round(s / f, 3),
         "cost_ms": round(c, 3),
         "cost_share": round(c / s, 4),
+        "first_s": round(first_s, 2),
     }
 
 
@@ -111,27 +127,36 @@ def main() -> None:
     kept = keep_freed_memory()  # as jpq search does: both steps run with it
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60, help="timed steps per configuration (>= 20)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--step", default="fused", choices=("fused", "eager", "both"), help="search step kind")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--costs", default="size,bitops,mpic,ne16")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON line last")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
     a = p.parse_args()
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     rows = []
+    kinds = ("fused", "eager") if a.step == "both" else (a.step,)
     for a_bits in ((8,), (2, 4, 8)):
         for cost in a.costs.split(","):
             if cost == "ne16" and a_bits != (8,):
                 continue  # NE16 models 8-bit activations only
-            rows.append(bench(a_bits, cost, max(20, a.steps), device, a.batch))
+            for kind in kinds:
+                rows.append(bench(a_bits, cost, max(20, a.steps), device, a.batch, kind))
     t = Table(
         title=f"ResNet-8 search step vs float step (batch {a.batch}, {device}, "
         f"{torch.get_num_threads()} threads, median of {max(20, a.steps)}"
         f"{', freed memory kept' if kept else ''})"
     )
-    for col in ("a_bits", "cost", "float ms", "search ms", "search/float", "cost ms", "cost share"):
+    cols = ("step", "a_bits", "cost", "float ms", "search ms", "search/float", "cost ms", "cost share")
+    cols += ("first s",)
+    for col in cols:
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(
+            str(r["step"]),
             ",".join(map(str, r["a_bits"])),
             str(r["cost"]),
             f"{r['float_ms']:.2f}",
@@ -139,6 +164,7 @@ def main() -> None:
             f"{r['ratio']:.2f}x",
             f"{r['cost_ms']:.2f}",
             f"{100 * r['cost_share']:.1f}%",
+            f"{r['first_s']:.1f}",
         )
     Console().print(t)
     if a.json:

@@ -92,6 +92,9 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("cost-option", ["search", "+cost.foo=1"], "unexpected keyword argument 'foo'"),
     ("model-target", ["search", "model._target_=nonexistent.Net"]),
     ("device", ["search", "device=tpu"]),
+    ("device-gpu", ["search", "device=gpu"], "device='gpu': choose one of auto, cpu, cuda, cuda:N"),
+    ("threads-0", ["search", "threads=0"], "threads=0: must be >= 1"),
+    ("search-step", ["search", "trainer.search_step=fast"], "search_step='fast': choose fused or eager"),
     ("init-from-missing", ["search", "warmup.init_from=missing.pt"]),
     ("init-from-folder", ["search", "warmup.init_from={dir}"]),
     # sweeps: the bad job is the last one

@@ -207,6 +207,7 @@ def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
     log = proc.stdout + proc.stderr
     assert len(list((tmp_path / "sw").glob("*/result.json"))) == 3
     assert log.count("cache miss") == 1 and log.count("cache hit") == 2
+    assert log.count("(joblib n_jobs=2); device: cpu") == 3  # each job its share of the cores
 
 
 @pytest.mark.parametrize(

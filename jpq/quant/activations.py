@@ -162,15 +162,23 @@ def mixed_pact(
     lo: Tensor | None = None,
     *,
     levels: Tensor | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """``sum_j theta_j * PACT_{bits_j}(x)``; unsigned when ``lo`` is None, signed otherwise.
 
     ``levels`` (= ``2^bits - 1`` as floats) may be passed precomputed to save work in the hot loop.
+    ``fused`` runs the compiled one-pass kernels of :mod:`jpq.quant.fused` (same values).
     """
     lv = pact_levels(bits, x.dtype) if levels is None else levels
+    if fused:
+        from jpq.quant.fused import FusedMixedPact, FusedPact
+
+        single, mixed = FusedPact, FusedMixedPact
+    else:
+        single, mixed = _Pact, _MixedPact
     if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)
-        return _Pact.apply(x, None if lo is None else lo[0:1], hi[0:1], lv[0])
-    return _MixedPact.apply(x, lo, hi, theta, lv)
+        return single.apply(x, None if lo is None else lo[0:1], hi[0:1], lv[0])
+    return mixed.apply(x, lo, hi, theta, lv)
 
 
 def pact(x: Tensor, clip: float | Tensor, bits: int) -> Tensor:

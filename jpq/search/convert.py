@@ -249,6 +249,7 @@ def convert(
     act_clip: float = 6.0,
     rescale: bool = True,
     pit: bool = False,
+    fused: bool = False,
 ) -> SearchableNet:
     """Build a :class:`SearchableNet` from a float model (usable from Python without Hydra).
 
@@ -264,9 +265,11 @@ def convert(
         rescale: divide weights by ``sum_{p != 0} theta_init`` (§3.3) for per-channel soft sampling.
         pit: PIT float channel pruning instead (§7): per-channel mask logits, float weights, no
             activation or input quantizers; ``w_bits``/``a_bits``/``sampler`` are then unused.
+        fused: run the quantizers' compiled one-pass kernels (``trainer.search_step=fused``); same values
+            as the eager ones (see :mod:`jpq.quant.fused`).
     """
     iq = input_quant or InputQuant()
-    state = SamplerState(sampler, float(temperature), gumbel_hard)
+    state = SamplerState(sampler, float(temperature), gumbel_hard, fused)
     gm, example = _trace(model, input_example)
     _fold_bn(gm)
     modules = dict(gm.named_modules())

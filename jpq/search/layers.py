@@ -46,12 +46,19 @@ class SearchLayer(nn.Module):
         if g.pit:  # float channel pruning: weights and bias masked, not quantized (§7 PIT)
             mask = theta[-1]
             return self.weight * mask.view(-1, *([1] * (self.weight.dim() - 1))), self.bias * mask
+        iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
+        s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
+        if g.state.fused:  # the same values from one compiled kernel (jpq.quant.fused)
+            from jpq.quant.fused import FusedLayerParams
+
+            s_a = s_a.to(theta.device)
+            return FusedLayerParams.apply(
+                self.weight, self.bias, theta, s_a, g.grid_levels, g.grid_upper, g.grid_nonzero
+            )
         grid = g.grid
         scales = grid_scales(self.weight, grid)  # (P, C, 1), no grad
         w = mixed_weight(self.weight, theta, g.bits_t, grid=grid, scales=scales)
         s_w = (theta * scales.squeeze(-1)).sum(0)  # (C,), carries the gradient to theta (§2.3)
-        iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
-        s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
         b = quantize_bias(self.bias, s_a * s_w)
         return w, b
 

@@ -89,8 +89,9 @@ class ActQuantizer(nn.Module):
                     self._frozen_index = j
             lo = None if self.clip_lo is None else self.clip_lo[j : j + 1]
             return mixed_pact(x, self.clip_val[j : j + 1], self.one, self.bits_t[j : j + 1], lo,
-                              levels=self.levels[j : j + 1])
-        return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo, levels=self.levels)
+                              levels=self.levels[j : j + 1], fused=self.state.fused)
+        return mixed_pact(x, self.clip_val, th, self.bits_t, self.clip_lo, levels=self.levels,
+                          fused=self.state.fused)
 
     def freeze(self) -> None:
         """Discretize: the argmax precision from now on, logits frozen (§3.5)."""

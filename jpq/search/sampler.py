@@ -49,11 +49,13 @@ def ste_argmax(x: Tensor) -> Tensor:
 
 @dataclass
 class SamplerState:
-    """Shared by every quantizer of one network: which sampler, and the current temperature."""
+    """Shared by every quantizer of one network: which sampler, the current temperature, and whether the
+    quantizers run the fused kernels (``trainer.search_step=fused``) or the eager ones."""
 
     name: str = "softmax"
     temperature: float = 1.0
     gumbel_hard: bool = False
+    fused: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:

@@ -1,0 +1,96 @@
+"""The fused search step (trainer.search_step=fused) gives the eager step's numbers (docs/architecture.md).
+
+Single-precision PACT is bit-identical in float32. The precision mixture differs from the eager one by at
+most one rounding of the sum (the eager CPU kernel may contract multiply-add), so the whole-network
+comparison runs in float64, where such a difference cannot move an activation across a level.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jpq.cost import get_cost
+from jpq.data.base import InputQuant
+from jpq.errors import ConfigError
+from jpq.models.resnet8 import ResNet8
+from jpq.quant import mixed_pact
+from jpq.quant.fused import check_step
+from jpq.search import convert
+
+
+def _both(x: torch.Tensor, hi: torch.Tensor, theta: torch.Tensor, bits: torch.Tensor, lo=None):
+    outs, grads = [], []
+    for fused in (False, True):
+        xx = x.clone().requires_grad_(True)
+        h = hi.clone().requires_grad_(True)
+        t = theta.clone().requires_grad_(True)
+        lo_ = None if lo is None else lo.clone().requires_grad_(True)
+        out = mixed_pact(xx, h, t, bits, lo_, fused=fused)
+        g = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+        out.backward(g)
+        outs.append(out.detach())
+        grads.append([xx.grad, h.grad, t.grad if len(bits) > 1 else None, None if lo_ is None else lo_.grad])
+    return outs, grads
+
+
+def test_single_precision_pact_is_bit_identical_with_clip_gradient() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 8, 8) * 4
+    x.view(-1)[:5] = torch.tensor([6.0, 0.0, -1.0, 7.0, 5.999])  # on and around the clip
+    (a, b), (ga, gb) = _both(x, torch.tensor([6.0]), torch.ones(1), torch.tensor([8]))
+    assert torch.equal(a, b)
+    assert torch.equal(ga[0], gb[0])  # dL/dx: the upstream grad where 0 < x < clip
+    assert torch.allclose(ga[1], gb[1], rtol=1e-5, atol=1e-5)  # dL/dclip: sum where x >= clip
+
+
+def test_signed_pact_matches_eager() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 10, 49) * 3
+    lo = torch.tensor([-2.0])
+    (a, b), (ga, gb) = _both(x, torch.tensor([2.5]), torch.ones(1), torch.tensor([8]), lo=lo)
+    assert torch.equal(a, b)
+    assert torch.equal(ga[0], gb[0])
+    for i in (1, 3):
+        assert torch.allclose(ga[i], gb[i], rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_of_2_4_8_matches_eager() -> None:
+    torch.manual_seed(2)
+    x = torch.randn(4, 8, 6, 6) * 3
+    theta = torch.softmax(torch.tensor([0.25, 0.5, 1.0]), 0)
+    (a, b), (ga, gb) = _both(x, torch.tensor([6.0, 5.0, 4.0]), theta, torch.tensor([2, 4, 8]))
+    assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    assert torch.allclose(ga[0], gb[0], rtol=1e-6, atol=1e-7)
+    for i in (1, 2):
+        assert torch.allclose(ga[i], gb[i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("a_bits", [(8,), (2, 4, 8)])
+def test_resnet8_step_same_loss_and_gradients(a_bits: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)
+    y = torch.tensor([0, 3, 5, 9])
+    net = convert(ResNet8(), x[:2].float(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=InputQuant())
+    net = net.double().train()
+    cost = get_cost("bitops")
+    res = []
+    for fused in (False, True):
+        net.state.fused = fused
+        net.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x), y) + 1e-8 * cost(net.layer_specs())
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        res.append((loss.detach(), grads))
+    (l0, g0), (l1, g1) = res
+    assert torch.allclose(l0, l1, rtol=1e-12, atol=0)
+    assert g0.keys() == g1.keys() and any(n.endswith("act.alpha") for n in g0) == (len(a_bits) > 1)
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], rtol=1e-9, atol=1e-12), n
+
+
+def test_search_step_choice_is_checked() -> None:
+    check_step("eager")
+    with pytest.raises(ConfigError, match="search_step='fast': choose fused or eager"):
+        check_step("fast")
