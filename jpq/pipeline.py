@@ -40,6 +40,7 @@ from jpq.search import SearchableNet, convert
 from jpq.search.budget import BudgetCost, check_reachable, check_target, repair, resolve_budget
 from jpq.search.sampler import anneal
 from jpq.train.cache import cache_key, cached
+from jpq.train.epochs import epochs_total
 from jpq.train.loop import FitResult, PhaseSpec, fit
 from jpq.train.memory import keep_freed_memory
 from jpq.train.optim import OptimConfig, make_optimizer, make_scheduler, split_decay
@@ -546,6 +547,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "wall_s_finetune": ft_res.wall_s if ft_res else 0.0,
         "wall_s_pit": sum(r.wall_s for r in pit_res if r is not None),
         "wall_s_total": time.perf_counter() - t0,
+        "epochs_total": epochs_total(cfg),
         "run_dir": str(run_dir),
     }
     for k, v in (final.extra_test_acc if final else {}).items():
