@@ -164,3 +164,24 @@ def test_controller_raises_the_multiplier_over_budget_and_lowers_it_under(tmp_pa
     assert again.strength_at(2) == pytest.approx(term.strength_at(2))
     assert BudgetCost(net, net, 1.0, 0.25, init=2.0, state_path=state).strength_at(0) == pytest.approx(2.0)
     assert term.epoch_end(2) == {}  # no training step this epoch: no controller step
+
+
+def test_budget_run_end_to_end(tmp_path: Path) -> None:
+    """A smoke-sized run in budget mode reports a final cost within the target; a bad target is refused
+    before any training."""
+    from jpq.cli import compose_config
+    from jpq.pipeline import check_config, run
+
+    over = ["trainer=smoke", "progress=false", f"cache_dir={tmp_path / 'cache'}", "cost=ne16"]
+    cfg = compose_config([*over, "target.fraction=0.5"])
+    rec = run(cfg, tmp_path / "run")
+    assert rec["target_metric"] == "ne16_cycles" and rec["cost"] == "ne16"
+    assert rec["target"] == 0.5 * rec["target_seed_cost"] == 0.5 * 6319
+    assert rec["ne16_cycles"] == rec["target_cost"] <= rec["target"]
+    assert rec["target_ratio"] >= 0.85 and rec["epochs_total"] == 3
+    hist = (tmp_path / "run" / "history.csv").read_text()
+    assert "next_multiplier" in hist and "cost_over_aim" in hist
+    with pytest.raises(ConfigError, match="set one budget target"):
+        check_config(compose_config([*over, "target.fraction=0.5", "target.size_kb=4"]))
+    with pytest.raises(ConfigError, match=r"target.ne16_cycles=100 cannot be met"):
+        run(compose_config([*over, "target.ne16_cycles=100"]), tmp_path / "low")
