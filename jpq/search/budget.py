@@ -13,7 +13,10 @@ by a multiplier that a controller adjusts while the search runs, then makes the 
   small (0.15 per epoch) because the architecture answers a change of mu only after a few epochs of
   the logits' momentum, and a large gain overshoots into a collapsed network. ``strength`` is the
   starting multiplier; ``aim`` (< 1) leaves headroom for the argmax, close to but not exactly the
-  relaxed network. One host sync per epoch, none per step.
+  relaxed network. One host sync per epoch, none per step. Observed on the digits default: the relaxed
+  cost barely moves until the multiplier crosses a threshold and then drops far under the aim within two
+  epochs (every channel of a group sees the same cost gradient); the multiplier then falls and the
+  network regrows, slowly, so the argmax usually ends under the target and the fit below fills it.
 * **Fit** (:func:`repair`, jpq/search/repair.py): after the argmax, while the exact cost of the
   discrete network is over the target, demote the channels whose logits lose least per unit of cost
   saved; with ``target.fill`` (default) then promote channels the same way while the network stays
