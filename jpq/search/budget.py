@@ -5,7 +5,7 @@
 by a multiplier that a controller adjusts while the search runs, then makes the discrete network fit:
 
 * **Controller** (:class:`BudgetCost`): a Lagrangian. The search loss is ``CE + mu * cost/cost_8bit``
-  and after every search epoch ``log mu += rate * clip(log(mean expected cost / (aim * target)), -1, 1)``:
+  and after every search epoch ``log mu += rate * clip(log(argmax cost / (aim * target)), -1, 1)``:
   the multiplier rises while the cost is over the aim and falls while it is under, so the cost settles
   *at* the target, not anywhere below it (a penalty on the excess alone stops pushing as soon as the
   cost fits, and a network pushed far under regrows only slowly). The step is multiplicative because
@@ -13,7 +13,10 @@ by a multiplier that a controller adjusts while the search runs, then makes the 
   small (0.15 per epoch) because the architecture answers a change of mu only after a few epochs of
   the logits' momentum, and a large gain overshoots into a collapsed network. ``strength`` is the
   starting multiplier; ``aim`` (< 1) leaves headroom for the argmax, close to but not exactly the
-  relaxed network. One host sync per epoch, none per step. Observed on the digits default: the relaxed
+  relaxed network. The error is the cost of the argmax network, the one that is kept, not the relaxed
+  expected cost: with NE16 the relaxed cost pays a partial tile per precision and stays above a low
+  target even when the argmax is at its floor, so a controller on it winds the multiplier up for ever.
+  One host sync per epoch, none per step. Observed on the digits default: the relaxed
   cost barely moves until the multiplier crosses a threshold and then drops far under the aim within two
   epochs (every channel of a group sees the same cost gradient); the multiplier then falls and the
   network regrows, slowly, so the argmax usually ends under the target and the fit below fills it.
@@ -145,8 +148,9 @@ class BudgetCost:
     """The search regularizer of budget mode (a :class:`~jpq.train.loop.CostTerm`).
 
     ``__call__`` is the normalised cost, as for a fixed strength, and sums the epoch's expected costs;
-    ``strength_at`` is the current multiplier; ``epoch_end`` takes one controller step from the epoch's
-    mean expected cost. ``state_path`` keeps the multiplier across an interrupted search.
+    ``strength_at`` is the current multiplier; ``epoch_end`` takes one controller step from the cost of
+    the argmax network at the end of the epoch (and reports the epoch's mean expected cost too).
+    ``state_path`` keeps the multiplier across an interrupted search.
     """
 
     def __init__(
@@ -191,11 +195,11 @@ class BudgetCost:
             self._n += 1
         return c
 
-    def step(self, mean_cost: float) -> float:
-        """One controller step: ``log mu += rate * clip(log(mean_cost / goal), -1, 1)``; the new ``mu``."""
+    def step(self, cost: float) -> float:
+        """One controller step: ``log mu += rate * clip(log(cost / goal), -1, 1)``; the new ``mu``."""
         if self.log_mult is None:
             self.log_mult = self.init
-        err = max(-1.0, min(1.0, math.log(max(mean_cost, 1e-12) / self.goal)))
+        err = max(-1.0, min(1.0, math.log(max(cost, 1e-12) / self.goal)))
         self.log_mult = self._clamp(self.log_mult + self.rate * err)
         return math.exp(self.log_mult)
 
@@ -205,11 +209,14 @@ class BudgetCost:
             return {}
         mean = float(self._sum) / self._n
         self._sum, self._n = None, 0
-        mult = self.step(mean)
+        with torch.no_grad():
+            disc = float(self(fresh=True))
+        mult = self.step(disc)
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             self.state_path.write_text(json.dumps({"epoch": epoch, "log_multiplier": self.log_mult}))
-        return {"cost_over_aim": mean / self.goal, "next_multiplier": mult}
+        return {"cost_over_aim": mean / self.goal, "discrete_over_aim": disc / self.goal,
+                "next_multiplier": mult}
 
 
 # -- after the argmax -------------------------------------------------------------------------------
