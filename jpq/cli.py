@@ -6,6 +6,7 @@
     jpq cost [overrides] [bits=8] [run=DIR] [format=table|json]
     jpq plot-pareto DIR [--x METRIC] [--y COLUMN] [--group-by COLUMN]
     jpq export RUN_DIR [--no-verify] [--no-onnx] [--max-samples N] [--target torch|c]
+    jpq front DIR [--metric size_kb] [--method joint] [--max-ratio 2] [--points 8] [-- overrides]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ commands:
   plot-pareto  collect every result.json under a folder: pareto.csv, plots and the front
   export       a finished run as a pruned, reordered PyTorch/ONNX model + packed integer weights,
                or (--target c) as integer-only C99, compiled and verified bit-exact
+  front        fill the widest cost gaps of a sweep's front with budget-mode points (new jobs in DIR)
 
 examples:
   jpq search dataset=cifar10 model=resnet8 cost=ne16
@@ -301,7 +303,31 @@ def _plot_pareto(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"search": _search, "cost": _cost, "plot-pareto": _plot_pareto, "export": _export}
+def _front(argv: list[str]) -> int:
+    own, overrides = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="jpq front", description="Add budget-mode points into the widest "
+                                "cost gaps of a method's Pareto front; arguments after -- go to jpq search")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--metric", default="size_kb", help="size_kb | ne16_cycles | mpic_cycles | bitops")
+    p.add_argument("--method", default="joint", help="the method whose front is filled (default joint)")
+    p.add_argument("--y", default="final_test_acc", help="accuracy column (default final_test_acc)")
+    p.add_argument("--max-ratio", type=float, default=2.0, help="widest cost ratio allowed (default 2)")
+    p.add_argument("--points", type=int, default=8, help="new points at most (default 8)")
+    p.add_argument("--per-round", type=int, default=4, help="new points per search round (default 4)")
+    a = p.parse_args(own)
+    from jpq.pareto.fill import fill_front
+
+    res = fill_front(a.dir, overrides, metric=a.metric, method=a.method, y=a.y, max_ratio=a.max_ratio,
+                     points=a.points, per_round=a.per_round)
+    left = ", ".join(f"{g.lo:g}-{g.hi:g} ({g.ratio:.2f}x)" for g in res.remaining) or "none"
+    print(f"{len(res.added)} point(s) added in {res.rounds} round(s); "
+          f"gaps wider than {a.max_ratio:g}x: {left}")
+    return 0
+
+
+COMMANDS = {
+    "search": _search, "cost": _cost, "plot-pareto": _plot_pareto, "export": _export, "front": _front,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

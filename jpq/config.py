@@ -92,6 +92,20 @@ class WarmupCfg:
 
 
 @dataclass
+class TargetCfg:
+    """Budget mode (jpq/search/budget.py): at most one target; the search is steered to it."""
+
+    size_kb: float | None = None
+    ne16_cycles: float | None = None
+    mpic_cycles: float | None = None
+    bitops: float | None = None
+    fraction: float | None = None  # of the 8-bit seed's cost under `cost`
+    aim: float = 0.95  # the controller's set point, as a share of the target (headroom for the argmax)
+    fill: bool = True  # after the argmax, promote channels while the network stays within the target
+    rate: float = 0.15  # the controller's gain: change of log(multiplier) per epoch at an error of e
+
+
+@dataclass
 class Config:
     dataset: DatasetCfg = MISSING
     model: Any = MISSING
@@ -100,6 +114,7 @@ class Config:
     cost: Any = MISSING
     trainer: TrainerCfg = field(default_factory=TrainerCfg)
     warmup: WarmupCfg = field(default_factory=WarmupCfg)
+    target: TargetCfg = field(default_factory=TargetCfg)
     strength: float = 0.0
     seed: int = 14
     device: str = "auto"

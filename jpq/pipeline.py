@@ -39,9 +39,11 @@ from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
 from jpq.quant.fused import check_step
 from jpq.search import SearchableNet, convert
+from jpq.search.budget import BudgetCost, check_reachable, check_target, repair, resolve_budget
 from jpq.search.sampler import anneal
 from jpq.train import resources
 from jpq.train.cache import cache_key, cached
+from jpq.train.epochs import epochs_total
 from jpq.train.loop import FitResult, PhaseSpec, fit
 from jpq.train.memory import keep_freed_memory
 from jpq.train.optim import OptimConfig, make_optimizer, make_scheduler, split_decay
@@ -402,6 +404,10 @@ def search_and_finetune(
     )
     net.to(ctx.device)
     cost_model, normalize = build_cost(cfg.cost)
+    budget = resolve_budget(cfg, net.layer_specs(fresh=True))
+    if budget is not None:  # budget mode: steered by the target's cost model, always normalised
+        check_reachable(net, budget)
+        cost_model, normalize = budget.cost_model(cfg.cost), True
     scale = reference_cost(cost_model, net.layer_specs(fresh=True)) if normalize else 1.0
     ckpt = ctx.run_dir / "checkpoints"
     searchable = bool(net.arch_parameters()) and (len(w_bits) > 1 or len(a_bits) > 1)
@@ -413,14 +419,18 @@ def search_and_finetune(
             split_decay(net.weight_parameters() + net.clip_parameters(), net.clip_parameters()), oc
         )
         opt_a = make_optimizer([{"params": net.arch_parameters()}], ac)
-        term = SearchCost(
+        term: SearchCost | BudgetCost = SearchCost(
             net, cost_model, float(cfg.strength), cfg.trainer.strength_schedule, spec.epochs, scale
+        ) if budget is None else BudgetCost(
+            net, cost_model, scale, budget.normalized, init=float(cfg.strength), rate=float(cfg.target.rate),
+            aim=float(cfg.target.aim), state_path=ckpt / "budget_multiplier.json",
         )
         decay = float(cfg.sampler.decay)
 
         def on_epoch_end(epoch: int) -> dict[str, float]:  # T <- T * decay after every search epoch (§3.4)
             net.set_temperature(anneal(net.state.temperature, decay))
-            return {"temperature": net.state.temperature}
+            row = {"temperature": net.state.temperature}
+            return row if budget is None else {**row, **term.epoch_end(epoch)}  # type: ignore[union-attr]
 
         search_res = fit(
             net,
@@ -446,6 +456,10 @@ def search_and_finetune(
         info["ne16_cycles_before_promote"] = float(ne16_cycles(net.layer_specs(fresh=True)))
         info["ne16_promoted_channels"] = promote_for_ne16(net)["channels_promoted"]
         console.log(f"NE16 promotion: {info['ne16_promoted_channels']} channels raised")
+    if budget is not None:  # the discrete network meets the target: demote where the logits lose least
+        info.update(repair(net, budget, fill=bool(cfg.target.fill)), cost=budget.cost)
+        console.log(f"budget: {budget.metric} {info['target_cost_argmax']:g} at the argmax, "
+                    f"{info['target_cost']:g} after the fit (target {budget.value:g})")
     ft_res = None
     if "finetune" in cfg.phases and cfg.trainer.finetune.epochs > 0:
         groups = split_decay(net.weight_parameters() + net.clip_parameters(), net.clip_parameters())
@@ -458,6 +472,7 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     seed network builds and that ``warmup.init_from`` fits it. Returns the init_from state (or None)."""
     validate(cfg)
     check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
+    check_target(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
@@ -549,6 +564,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "wall_s_finetune": ft_res.wall_s if ft_res else 0.0,
         "wall_s_pit": sum(r.wall_s for r in pit_res if r is not None),
         "wall_s_total": time.perf_counter() - t0,
+        "epochs_total": epochs_total(cfg),
         "run_dir": str(run_dir),
     }
     for k, v in (final.extra_test_acc if final else {}).items():

@@ -73,6 +73,21 @@ def _fixed_sort_key(label: str) -> tuple[float, float, str]:
     return (-w, -a, label)
 
 
+def _error_bars(ax: Any, sub: pd.DataFrame, *, x: str, y: str, color: str) -> None:
+    """± one std over seeds (``<col>_std`` of points averaged by jpq.pareto.seeds), where there is one."""
+    def std(col: str) -> np.ndarray | None:
+        if f"{col}_std" not in sub.columns:
+            return None
+        v = sub[f"{col}_std"].to_numpy(dtype=float)
+        return np.where(np.isfinite(v), v, 0.0) if np.isfinite(v).any() else None
+
+    yerr, xerr = std(y), std(x)
+    if yerr is None and xerr is None:
+        return
+    ax.errorbar(sub[x].to_numpy(dtype=float), sub[y].to_numpy(dtype=float), yerr=yerr, xerr=xerr,
+                fmt="none", ecolor=color, elinewidth=0.9, capsize=2, alpha=0.7, zorder=2)
+
+
 def fronts_figure(
     df: pd.DataFrame,
     *,
@@ -103,6 +118,7 @@ def fronts_figure(
         gy = sub[y].to_numpy(dtype=float)
         color = colors[i % len(colors)]
         ax.scatter(gx, gy, s=18, color=color, alpha=0.3, linewidths=0, zorder=2)
+        _error_bars(ax, sub, x=x, y=y, color=color)
         on = pareto_mask(gx, gy)
         order = np.lexsort((gy[on], gx[on]))
         ax.plot(gx[on][order], gy[on][order], marker="o", ms=5, lw=1.6, color=color, label=group, zorder=3)
@@ -117,6 +133,7 @@ def fronts_figure(
             pts = base[base["_label"] == label]
             px = pts[x].to_numpy(dtype=float)
             py = pts[y].to_numpy(dtype=float)
+            _error_bars(ax, pts, x=x, y=y, color="black")
             ax.scatter(px, py, s=55, marker=_FIXED_MARKERS[j % len(_FIXED_MARKERS)], color="black",
                        facecolors="none" if j % 2 else "black", linewidths=1.2, label=label, zorder=4)
             k = int(np.argmax(py))

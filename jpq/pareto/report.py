@@ -39,6 +39,7 @@ from jpq.pareto.records import (
     group_keys,
     is_fixed,
 )
+from jpq.pareto.seeds import aggregate_seeds
 
 PARETO_CSV = "pareto.csv"
 PARETO_PNG = "pareto.png"
@@ -129,6 +130,10 @@ def front_summary(
                 hypervolume(gx / x_max, gy, ref_x=HV_REF_X, ref_y=HV_REF_Y) if x_max > 0 else math.nan
             ),
             "best_fixed": best_label,
+            "n_seeds": int(df.loc[sel, "n_seeds"].min()) if "n_seeds" in df.columns and sel.any() else 1,
+            # the training each point got (a fair comparison gives every method the same epochs)
+            "epochs_total": _mean(df.loc[sel], "epochs_total"),
+            "wall_s_total": _mean(df.loc[sel], "wall_s_total"),
         }
         searched = g != FIXED_METHOD
         red: float | None = None
@@ -148,6 +153,10 @@ def front_summary(
             row[f"reduction_vs_{SEQUENTIAL_METHOD}_pct"] = math.nan if r is None else r
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _mean(df: pd.DataFrame, col: str) -> float:
+    return float(df[col].mean()) if col in df.columns and df[col].notna().any() else math.nan
 
 
 def _sequential_front(
@@ -186,6 +195,15 @@ def _metric_kind(col: str) -> str:
     return "sci"
 
 
+def _with_std(row: pd.Series, col: str) -> str:
+    """``mean ± std`` when the point averages several seeds, else the value."""
+    text = _fmt(row[col], _metric_kind(col))
+    std = row.get(f"{col}_std")
+    if std is not None and isinstance(std, float) and math.isfinite(std):
+        text += f" ± {_fmt(std, _metric_kind(col))} (n={int(row['n_seeds'])})"
+    return text
+
+
 def _short(run_dir: Any, root: Path) -> str:
     try:
         return os.path.relpath(str(run_dir), str(root))
@@ -211,7 +229,7 @@ def _print_tables(console: Console, df: pd.DataFrame, summary: pd.DataFrame, *, 
         table.add_column("run_dir")
         for _, r in rows.iterrows():
             cells = [fixed_label(r.get("w_bits"), r.get("a_bits"))] if fixed else []
-            cells += [_fmt(r[c], _metric_kind(c)) for c in cols]
+            cells += [_with_std(r, c) for c in cols]
             cells += [_fmt(r.get("strength"), "strength"), _short(r.get("run_dir"), root)]
             table.add_row(*cells)
         console.print(table)
@@ -227,6 +245,9 @@ def _print_tables(console: Console, df: pd.DataFrame, summary: pd.DataFrame, *, 
     table.add_column("points", justify="right")
     table.add_column("on front", justify="right")
     table.add_column("HV (norm.)", justify="right")
+    table.add_column("seeds", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("wall s", justify="right")
     for c in red_cols:
         name = c.removeprefix("reduction_vs_").removesuffix("_pct")
         note = " (up to)" if name == SEQUENTIAL_METHOD else " (best fixed)" if name == best_name else ""
@@ -237,11 +258,16 @@ def _print_tables(console: Console, df: pd.DataFrame, summary: pd.DataFrame, *, 
             str(r["n_points"]),
             str(r["n_front"]),
             f"{r['hypervolume']:.2f}" if math.isfinite(r["hypervolume"]) else "-",
+            str(r["n_seeds"]),
+            f"{r['epochs_total']:.0f}" if math.isfinite(r["epochs_total"]) else "-",
+            f"{r['wall_s_total']:.0f}" if math.isfinite(r["wall_s_total"]) else "-",
             *[_fmt(r[c], "pct") for c in red_cols],
         )
     console.print(table)
     console.print("reduction = 100·(1 − cheapest cost reaching the baseline accuracy / baseline cost); "
-                  "'-' = baseline accuracy not reached", style="dim")
+                  "'-' = baseline accuracy not reached; on the means over 'seeds' seeds (the fewest of a "
+                  "group's points); epochs / wall s: mean configured training epochs and wall time per "
+                  "point", style="dim")
 
 
 def _title(df: pd.DataFrame) -> str | None:
@@ -312,6 +338,7 @@ def pareto_report(
         metrics = [x]
         primary = x
 
+    df = aggregate_seeds(df, stats=[y, *metrics])  # points that differ only in seed: their means
     df = df.assign(on_front=front_mask_by_group(df, x=primary, y=y, group_by=group_by))
     keys = group_keys(df, group_by)
     df = (df.assign(_group=keys).sort_values(["_group", primary], kind="stable", na_position="last")

@@ -72,7 +72,7 @@ def test_report_writes_csv_figures_and_headline_numbers(tmp_path: Path) -> None:
     assert (tmp_path / "pareto.png").read_bytes() == (tmp_path / "pareto_size_kb.png").read_bytes()
 
     csv = pd.read_csv(tmp_path / "pareto.csv")
-    assert list(csv.columns) == [*RESULT_COLUMNS, "on_front"]
+    assert list(csv.columns) == [*RESULT_COLUMNS, "n_seeds", "seeds", "on_front"]  # one seed per point
     assert len(csv) == len(df) == 15
     assert csv.groupby("method")["on_front"].sum().to_dict() == {"fixed": 3, "joint": 5, "mixprec": 6}
     off = csv[~csv["on_front"]]

@@ -1,0 +1,30 @@
+"""The comparison presets compare at equal training and include a budget-mode point (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jpq.cli import compose_config
+from jpq.train.epochs import epochs_total
+
+
+@pytest.mark.parametrize(("experiment", "joint", "sequential"), [("compare_digits", 105, 104),
+                                                                 ("compare_cifar10", 42, 42)])
+def test_joint_and_sequential_get_the_same_epochs(experiment: str, joint: int, sequential: int) -> None:
+    base = compose_config([f"experiment={experiment}"], hydra_config=True)
+    epochs: dict[str, set[int]] = {}
+    for v in str(base.hydra.sweeper.params["+variant"]).split(","):
+        cfg = compose_config([f"experiment={experiment}", f"+variant={v}"])
+        epochs.setdefault(cfg.method.name, set()).add(epochs_total(cfg))
+    assert epochs["joint"] == {joint} and epochs["pit_mixprec"] == {sequential}
+    assert epochs["fixed"] == {joint - base.trainer.search.epochs}  # a fixed precision has no search
+
+
+def test_digits_comparison_has_a_budget_point() -> None:
+    base = compose_config(["experiment=compare_digits"], hydra_config=True)
+    variants = str(base.hydra.sweeper.params["+variant"]).split(",")
+    cfgs = {v: compose_config(["experiment=compare_digits", f"+variant={v}"]) for v in variants}
+    budget = [v for v, c in cfgs.items() if c.target.fraction is not None]
+    assert budget == ["joint_budget_25"]
+    cfg = compose_config(["experiment=compare_digits", "+variant=joint_budget_25"])
+    assert cfg.method.name == "joint" and cfg.target.fraction == 0.25 and cfg.cost.name == "size"
