@@ -485,15 +485,35 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     return init_state
 
 
+def _finished(done: Path, config_hash: str) -> dict[str, Any] | None:
+    """The record of a job that already finished under this config (a sweep rerun skips it); None when
+    there is none, or when it was written by another config (one line says so, and the job runs again)."""
+    if not done.exists():
+        return None
+    import json
+
+    try:
+        record = json.loads(done.read_text())
+    except ValueError:
+        console.log(f"{done} is unreadable; running the job again")
+        return None
+    if record.get("config_hash") != config_hash:
+        console.log(
+            f"{done} was written by a different config (hash {record.get('config_hash')}, now "
+            f"{config_hash}); running the job again"
+        )
+        return None
+    console.log(f"{done.parent}: already finished, skipping (delete result.json to rerun)")
+    return record
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run one job; returns the result record (also written to ``run_dir``)."""
     run_dir = Path(run_dir)
     done = run_dir / "result.json"
-    if done.exists():
-        import json
-
-        console.log(f"{run_dir}: already finished, skipping (delete result.json to rerun)")
-        return json.loads(done.read_text())
+    finished = _finished(done, run_hash(cfg))
+    if finished is not None:
+        return finished
     init_state = check_config(cfg)  # a bad init_from fails before the data is loaded (the data's shape
     keep_freed_memory()  # is checked against cfg.dataset by load_data)
     n_threads, why = resources.set_job_threads(cfg.threads)
@@ -566,6 +586,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "wall_s_total": time.perf_counter() - t0,
         "epochs_total": epochs_total(cfg),
         "run_dir": str(run_dir),
+        "config_hash": ctx.run_hash,
     }
     for k, v in (final.extra_test_acc if final else {}).items():
         record[f"final_test_acc_{k}"] = v

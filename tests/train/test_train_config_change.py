@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,12 +41,17 @@ def _cache_entries(cache: Path) -> dict[str, dict]:
     return {p.name: torch.load(p, weights_only=True) for p in (cache / "warmup").glob("*.pt")}
 
 
+def _log(out: subprocess.CompletedProcess[str]) -> str:
+    """The log as one line of words, without rich's ``file.py:N`` column."""
+    return " ".join(re.sub(r"\s\S+\.py:\d+", " ", out.stderr).split())
+
+
 def test_rerun_after_strength_change_is_the_new_config(tmp_path: Path) -> None:
     d, cache = tmp_path / "D", tmp_path / "cache"
     _run(d, cache, "strength=0.1")
-    (d / "result.json").unlink()
-    out = _run(d, cache, "strength=100", "trainer.search.epochs=3")
-    assert "restarting search" in out.stderr and "restarting finetune" in out.stderr
+    out = _run(d, cache, "strength=100", "trainer.search.epochs=3")  # result.json of the old config kept
+    assert "was written by a different config" in _log(out) and "running the job again" in _log(out)
+    assert "restarting search" in _log(out) and "restarting finetune" in _log(out)
     hist = pd.read_csv(d / "history.csv")
     search = hist[hist.phase == "search"]
     assert list(search.epoch) == [0, 1, 2]  # the new config's 3 epochs, not the old run's 2
@@ -77,6 +83,7 @@ def test_changed_warmup_is_trained_under_its_own_key(tmp_path: Path) -> None:
 def test_resume_is_announced(tmp_path: Path) -> None:
     d, cache = tmp_path / "D", tmp_path / "cache"
     _run(d, cache)
+    assert "already finished, skipping" in _log(_run(d, cache))  # same config, result.json kept
     (d / "result.json").unlink()
     out = _run(d, cache)  # same config: every phase is reused, nothing restarts
     assert "restarting" not in out.stderr
