@@ -123,7 +123,7 @@ class Config:
     cache_dir: str = "outputs/.cache"
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     keep_alive: bool = True
-    ne16_promote: bool = False  # raise channel precisions that fill NE16 tiles after the search (issue 4)
+    ne16_promote: bool = False  # after the search, raise precisions filling NE16 tiles (docs/method.md §5.9)
     deterministic: bool = False
     progress: bool = True
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace`` (design.md, Conventions).
+"""Atomic file writes: a temp file in the same folder, then ``os.replace`` (docs/architecture.md §5).
 
 Parallel sweep jobs and interrupted runs therefore never leave a half-written result or checkpoint.
 """

@@ -186,7 +186,7 @@ def fit_phase(
 
 
 def reference_cost(cost_model: Any, specs: list[LayerSpec]) -> float:
-    """Cost of the same seed with every channel and activation at 8 bits (normalisation, issue 4)."""
+    """Cost of the same seed with every channel and activation at 8 bits (normaliser, docs/method.md §5.8)."""
     return float(cost_model(to_uniform(specs, 8, 8)))
 
 

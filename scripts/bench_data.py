@@ -3,9 +3,9 @@
 Generates CIFAR-sized data (random images, in memory, no files), then times in one run
 
 1. the loader alone: one epoch of ``batches(..., shuffle=True, augment=augment_cifar10)``
-   (index shuffle + gather + batched rotation/shift/flip, benchmarks.md §2.3);
+   (index shuffle + gather + batched rotation/shift/flip, docs/benchmarks.md §2.3);
 2. a full training epoch: the same batches plus ResNet-8 forward, cross-entropy, backward and an Adam
-   step (benchmarks.md §2.5, batch 32);
+   step (docs/benchmarks.md §2.5, batch 32);
 
 and prints the loader's share of the training epoch. Usage::
 
@@ -26,7 +26,7 @@ from jpq.train.memory import keep_freed_memory
 
 
 class _StandInResNet8(nn.Module):
-    """The MLPerf Tiny ResNet-8 of benchmarks.md §2.4 (used only if jpq.models.resnet8 is unavailable)."""
+    """The MLPerf Tiny ResNet-8 of docs/benchmarks.md §2.4 (used only if jpq.models.resnet8 is missing)."""
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
 """Write a synthetic dataset in the official file format, for trying jpq without the real data.
 
 Random content (noise plus a weak class pattern) in exactly the layout the loaders read
-(benchmarks.md §2.1, §3.1, §4.1; see ``jpq.data.synthetic``). Accuracy on it means nothing; it is for
+(docs/benchmarks.md §2.1, §3.1, §4.1; see ``jpq.data.synthetic``). Accuracy on it means nothing; it is for
 smoke runs, timing (``scripts/time_recipe.py``) and checking a set-up end to end. Usage::
 
     python scripts/synth_data.py cifar10 DIR [--scale 1.0] [--archive] [--seed 0]

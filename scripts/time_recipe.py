@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 PHASES = ("warmup", "search", "finetune")
-#: the real split sizes the GSC numbers are scaled to (benchmarks.md §3.1); CIFAR-10 is generated at
+#: the real split sizes the GSC numbers are scaled to (docs/benchmarks.md §3.1); CIFAR-10 is generated at
 #: its real size, so its numbers need no scaling
 GSC_REAL = {"train": 85_511, "val": 10_102, "test": 4_890}
 GSC_REAL_SOURCE = 105_829 + 4_890 + 668 + 121  # clips + test clips + silence windows featurised once

@@ -168,7 +168,7 @@ def test_export_refuses_unfinished_run(tmp_path: Path) -> None:
 
 
 def test_cost_golden_resnet8_json(tmp_path: Path) -> None:
-    """algorithm.md §5.6: ResNet-8 (CIFAR-10 input) at w8a8 through the command line."""
+    """docs/method.md §5.6: ResNet-8 (CIFAR-10 input) at w8a8 through the command line."""
     out = json.loads(
         jpq("cost", "model=resnet8", "dataset=cifar10", "bits=8", "format=json", cwd=tmp_path).stdout
     )

@@ -1,4 +1,4 @@
-"""Code size limits: no function over 80 lines, no module over 400 (issue 14).
+"""Code size limits: no function over 80 lines, no module over 400; see docs/architecture.md §5.
 
 Covers the modules split so far (and the modules split out of them); the set is meant to grow to all
 of jpq/.

@@ -1,4 +1,4 @@
-"""The comparison presets compare at equal training and include a budget-mode point (issue 12)."""
+"""The comparison presets compare at equal training and include a budget-mode point."""
 
 from __future__ import annotations
 

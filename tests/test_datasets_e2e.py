@@ -1,11 +1,11 @@
 """The paper's three benchmarks end to end, as a user runs them, on synthetic data in the official formats.
 
 ``jpq.data.synthetic`` writes CIFAR-10 (tar.gz), Speech Commands v0.02 (folders, main + test set) and Tiny
-ImageNet (zip) exactly as distributed (benchmarks.md §2.1, §3.1, §4.1, §8); then the real command
+ImageNet (zip) exactly as distributed (docs/benchmarks.md §2.1, §3.1, §4.1, §8); then the real command
 ``python -m jpq.cli search dataset=... model=...`` runs warmup -> search -> fine-tune on them. The checks
-are numbers: the 8-bit seed sizes of benchmarks.md (ResNet-8 77,360 weights = 618,880 bits, DS-CNN 22,016,
+are numbers: the 8-bit sizes of docs/benchmarks.md (ResNet-8 77,360 weights = 618,880 bits, DS-CNN 22,016,
 ResNet-18 11,261,632) as the normalisation scale and as an upper bound, and ``size_bits`` recomputed by
-hand from ``arch.json`` (one-hot: every channel's bits x kept input channels x kernel, algorithm.md §5.2).
+hand from ``arch.json`` (one-hot: every channel's bits x kept input channels x kernel, docs/method.md §5.2).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from jpq.data.tiny_imagenet import load_tiny_imagenet
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["trainer=smoke", "progress=false", "dataset.download=false"]
-#: 8-bit weight sizes of the seeds in bits (benchmarks.md §2.4, §3.4, §4.3: weights x 8)
+#: 8-bit weight sizes of the seeds in bits (docs/benchmarks.md §2.4, §3.4, §4.3: weights x 8)
 SEED_8BIT_BITS = {"resnet8": 77_360 * 8, "dscnn": 22_016 * 8, "resnet18": 11_261_632 * 8}
 
 #: which layer's sharing group feeds each layer (None: the network input), read off the seed networks
-#: of benchmarks.md §2.4 / §3.4 (residual adds share one group; a depthwise conv has no input term)
+#: of docs/benchmarks.md §2.4 / §3.4 (residual adds share one group; a depthwise conv has no input term)
 RESNET8_PRODUCERS: dict[str, str | None] = {
     "inputblock.conv1": None,
     "convblock1.conv1": "inputblock.conv1",
@@ -89,7 +89,7 @@ def _search(tmp: Path, *overrides: str) -> tuple[dict[str, Any], dict[str, Any],
 
 
 def one_hot_size_bits(arch: dict[str, Any], producers: dict[str, str | None] | None, in_channels: int) -> int:
-    """Weight bits of the discrete network, recomputed from arch.json (algorithm.md §5.2, one-hot theta).
+    """Weight bits of the discrete network, recomputed from arch.json (docs/method.md §5.2, one-hot theta).
 
     Conv/linear: sum over output channels of bits x (kept input channels) x kernel area; depthwise:
     bits x kernel area. With ``producers`` the kept input channels come from the producing group's
@@ -123,7 +123,7 @@ def _check_record(rec: dict[str, Any], dataset: str, model: str) -> None:
     for key in ("warmup_val_acc", "warmup_test_acc", "search_val_acc", "final_val_acc", "final_test_acc"):
         assert math.isfinite(rec[key]) and 0.0 <= rec[key] <= 100.0, key
     assert rec["cost_normalized"] is True
-    # normalised by the 8-bit seed (benchmarks.md sizes; float32 sums, DS-CNN: 176,127.98)
+    # normalised by the 8-bit seed (docs/benchmarks.md sizes; float32 sums, DS-CNN: 176,127.98)
     assert rec["cost_scale"] == pytest.approx(SEED_8BIT_BITS[model], rel=1e-6)
     assert 0 < rec["size_bits"] <= SEED_8BIT_BITS[model]
     assert rec["size_kb"] == pytest.approx(rec["size_bits"] / 8000)
@@ -153,7 +153,7 @@ def test_gsc_dscnn_from_the_official_folders(tmp_path: Path) -> None:
     blocks = [f"{kind}{i}" for i in range(1, 5) for kind in ("depthwise", "pointwise")]
     assert names == ["inputlayer", *blocks, "out"]
     assert rec["size_bits"] == one_hot_size_bits(arch, DSCNN_PRODUCERS, 1)
-    assert arch["input_a_bits"] == 8  # signed 8-bit input quantizer of the MFCCs (algorithm.md §6.2)
+    assert arch["input_a_bits"] == 8  # signed 8-bit input quantizer of the MFCCs (docs/method.md §6.2)
     assert set(hist["phase"]) == {"warmup", "search", "finetune"}
     assert (tmp_path / "data" / "jpq_cache").is_dir()  # the MFCC features were cached
 

@@ -1,4 +1,4 @@
-"""Hardware-aware cost models of the search (algorithm.md §5): pure, differentiable functions of a
+"""Hardware-aware cost models of the search (docs/method.md §5): pure, differentiable functions of a
 ``list[LayerSpec]``.
 
 * ``size``   weight memory in bits (§5.2, the paper's default regularizer);

@@ -1,4 +1,4 @@
-"""BitOps cost: expected bit-operations (algorithm.md §5.3; defined by the paper's code, never used there).
+"""BitOps cost: expected bit-operations (docs/method.md §5.3; defined by the paper's code, never used there).
 
 With the LUT ``LUT[a][w] = 1 / (a*w)`` of the reference, the MPIC formula of §5.4 becomes::
 
@@ -20,7 +20,7 @@ from jpq.cost.spec import LayerSpec
 
 
 def bitops_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
-    """``(L,)`` expected bit-operations of every layer (algorithm.md §5.3)."""
+    """``(L,)`` expected bit-operations of every layer (docs/method.md §5.3)."""
     if not specs:
         return empty_per_layer()
     st = stack_specs(specs)
@@ -30,7 +30,7 @@ def bitops_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
 
 
 def bitops(specs: Sequence[LayerSpec]) -> Tensor:
-    """Scalar expected bit-operations of the network (algorithm.md §5.3)."""
+    """Scalar expected bit-operations of the network (docs/method.md §5.3)."""
     return bitops_per_layer(specs).sum()
 
 

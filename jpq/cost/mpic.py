@@ -1,4 +1,4 @@
-"""MPIC latency in cycles and the derived energy (algorithm.md §5.4).
+"""MPIC latency in cycles and the derived energy (docs/method.md §5.4).
 
 MPIC is the mixed-precision RISC-V core of Ottavi et al. (arXiv 2010.04073); its throughput depends on
 the (activation, weight) precision pair. Per searched layer::
@@ -55,7 +55,7 @@ def macs_per_layer_stacked(st: StackedSpecs) -> Tensor:
 
 
 def macs_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
-    """``(L,)`` expected multiply-accumulates of every layer (algorithm.md §5.4)."""
+    """``(L,)`` expected multiply-accumulates of every layer (docs/method.md §5.4)."""
     if not specs:
         return empty_per_layer()
     return macs_per_layer_stacked(stack_specs(specs))
@@ -69,7 +69,7 @@ def _inv_lut(device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 def mpic_cycles_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
-    """``(L,)`` expected MPIC cycles of every layer (algorithm.md §5.4)."""
+    """``(L,)`` expected MPIC cycles of every layer (docs/method.md §5.4)."""
     if not specs:
         return empty_per_layer()
     st = stack_specs(specs)
@@ -79,7 +79,7 @@ def mpic_cycles_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
 
 
 def mpic_cycles(specs: Sequence[LayerSpec]) -> Tensor:
-    """Scalar expected MPIC cycles of the network (algorithm.md §5.4)."""
+    """Scalar expected MPIC cycles of the network (docs/method.md §5.4)."""
     return mpic_cycles_per_layer(specs).sum()
 
 

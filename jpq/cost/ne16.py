@@ -1,4 +1,4 @@
-"""NE16 (GAP9 neural engine) latency in cycles (algorithm.md §5.5) and the NE16 precision refinement.
+"""NE16 (GAP9 neural engine) latency in cycles (docs/method.md §5.5) and the NE16 precision refinement.
 
 NE16 computes a layer in tiles: 3x3 spatial output tiles, 32 output channels per pass (16 depthwise),
 16 input channels per load. The deployed network runs one sub-layer per weight precision (§8), so per
@@ -203,7 +203,7 @@ def _ne16_core(n_w: Tensor, cin_eff: Tensor, ns: _NE16Static) -> Tensor:
 
 
 def ne16_cycles_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
-    """``(L,)`` expected NE16 cycles of every layer (algorithm.md §5.5)."""
+    """``(L,)`` expected NE16 cycles of every layer (docs/method.md §5.5)."""
     if not specs:
         return empty_per_layer()
     st = stack_specs(specs)
@@ -211,7 +211,7 @@ def ne16_cycles_per_layer(specs: Sequence[LayerSpec]) -> Tensor:
 
 
 def ne16_cycles(specs: Sequence[LayerSpec]) -> Tensor:
-    """Scalar expected NE16 cycles of the network (algorithm.md §5.5)."""
+    """Scalar expected NE16 cycles of the network (docs/method.md §5.5)."""
     return ne16_cycles_per_layer(specs).sum()
 
 
@@ -256,7 +256,7 @@ def _promotion_candidates(n: Tensor) -> Tensor:
 
 
 def ne16_promote(specs: Sequence[LayerSpec], group_of_layer: Sequence[int]) -> dict[int, Tensor]:
-    """NE16 precision refinement of a discrete architecture (issue 4 item 6; cf. §12 "promotion").
+    """NE16 precision refinement of a discrete architecture (docs/method.md §5.9; cf. §12 "promotion").
 
     NE16 pays per output tile of every per-precision sub-layer, and a 1x1 sub-layer costs the same at any
     weight precision, so a few channels left at a low precision can cost more than raising them to fill

@@ -1,11 +1,11 @@
 """The cost-model interface, its registry, and the batched view of a spec list every model consumes.
 
-A cost model is a pure, differentiable function of the ``list[LayerSpec]`` of a network (algorithm.md §5).
+A cost model is a pure, differentiable function of the ``list[LayerSpec]`` of a network (docs/method.md §5).
 It is evaluated at every search step, so each model works on a :class:`StackedSpecs`: the soft fields of
 all layers stacked once per call into ``(L, 4)`` / ``(L,)`` / ``(L, 3)`` tensors, and the static fields
 (op, kernel, output size) as tensors cached by their tuple, so one cost is a handful of vectorised ops
 whatever the depth of the network. Nothing here imports jpq beyond the spec and its error class
-(design.md: the cost package depends only on torch and its own spec).
+(docs/architecture.md §2: the cost package depends only on torch and its own spec).
 
 Models register under a short name (``register_cost``) and are built either by :func:`get_cost` or, from a
 ``conf/cost/*.yaml`` file, by ``hydra.utils.instantiate`` on its ``_target_``; constructors therefore take
@@ -56,7 +56,7 @@ class StaticTensors:
 
 @dataclass(frozen=True)
 class StackedSpecs:
-    """All layers of a spec list as batched tensors (algorithm.md §5.1 quantities).
+    """All layers of a spec list as batched tensors (docs/method.md §5.1 quantities).
 
     Attributes:
         n_w: ``(L, len(W_BITS_ALL))`` expected channel counts per weight precision.
@@ -139,7 +139,7 @@ def empty_per_layer() -> Tensor:
 
 
 class CostModel:
-    """Base class of a cost model: a differentiable function of a spec list (algorithm.md §5).
+    """Base class of a cost model: a differentiable function of a spec list (docs/method.md §5).
 
     Subclasses set ``name`` and ``unit`` and implement :meth:`per_layer`; ``__call__`` sums it. Options are
     plain keyword arguments so that ``hydra.utils.instantiate`` can build a model from ``conf/cost/*.yaml``

@@ -1,4 +1,4 @@
-"""Weight-memory cost in bits (algorithm.md §5.2), the paper's default regularizer.
+"""Weight-memory cost in bits (docs/method.md §5.2), the paper's default regularizer.
 
 Per searched layer, with ``eff_prec = sum_p p*n_p / (C_eff + 1e-10)`` (average bits of the kept channels)::
 
@@ -44,7 +44,7 @@ def _check_dw_formula(dw_formula: str) -> None:
 def size_bits_per_layer(
     specs: Sequence[LayerSpec], *, detach_cin: bool = True, dw_formula: DwFormula = "reference"
 ) -> Tensor:
-    """``(L,)`` expected weight memory of every layer in bits (algorithm.md §5.2)."""
+    """``(L,)`` expected weight memory of every layer in bits (docs/method.md §5.2)."""
     _check_dw_formula(dw_formula)
     if not specs:
         return empty_per_layer()
@@ -67,7 +67,7 @@ def size_bits_per_layer(
 def size_bits(
     specs: Sequence[LayerSpec], *, detach_cin: bool = True, dw_formula: DwFormula = "reference"
 ) -> Tensor:
-    """Scalar expected weight memory of the network in bits (algorithm.md §5.2)."""
+    """Scalar expected weight memory of the network in bits (docs/method.md §5.2)."""
     return size_bits_per_layer(specs, detach_cin=detach_cin, dw_formula=dw_formula).sum()
 
 

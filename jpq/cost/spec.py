@@ -1,4 +1,4 @@
-"""The interface between a searchable network and the cost models (algorithm.md §5).
+"""The interface between a searchable network and the cost models (docs/method.md §5).
 
 Cost models never read layer internals: the search code describes every searched Conv/Linear by a
 :class:`LayerSpec` whose tensor fields carry the *expected* (soft) channel counts and activation

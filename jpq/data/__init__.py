@@ -19,7 +19,7 @@ LOADERS: dict[str, tuple[str, str]] = {
 }
 
 
-#: the network-input quantizer of each dataset (algorithm.md §1.5), known without loading the data
+#: the network-input quantizer of each dataset (docs/method.md §1.5), known without loading the data
 INPUT_QUANT: dict[str, InputQuant] = {
     "digits": InputQuant(signed=False, hi=1.0),
     "cifar10": InputQuant(signed=False, hi=1.0),

@@ -1,4 +1,4 @@
-"""Batched, device-agnostic image augmentation (benchmarks.md §2.3 CIFAR-10, §4.2 Tiny ImageNet).
+"""Batched, device-agnostic image augmentation (docs/benchmarks.md §2.3 CIFAR-10, §4.2 Tiny ImageNet).
 
 The reference applies torchvision transforms per PIL image in DataLoader workers. Here the whole
 mini-batch is transformed at once with tensor ops on whatever device it lives on; the random
@@ -68,7 +68,7 @@ def affine_nearest(x: Tensor, angle_deg: Tensor, shift_px: Tensor, flip: Tensor)
 def cifar10_params(
     batch: int, height: int, width: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw (angle_deg, shift_px, flip) for ``batch`` images on the CPU (benchmarks.md §2.3).
+    """Draw (angle_deg, shift_px, flip) for ``batch`` images on the CPU (docs/benchmarks.md §2.3).
 
     The shift is rounded to whole pixels like torchvision's ``RandomAffine`` (±3 px on 32 px images).
     """
@@ -81,7 +81,7 @@ def cifar10_params(
 
 
 def augment_cifar10(x: Tensor, generator: torch.Generator) -> Tensor:
-    """The CIFAR-10 training augmentation of benchmarks.md §2.3 on a batch (B, C, H, W)."""
+    """The CIFAR-10 training augmentation of docs/benchmarks.md §2.3 on a batch (B, C, H, W)."""
     b, _, h, w = x.shape
     angle, shift, flip = cifar10_params(b, h, w, generator)
     return affine_nearest(x, angle, shift, flip)
@@ -90,13 +90,13 @@ def augment_cifar10(x: Tensor, generator: torch.Generator) -> Tensor:
 def hflip(x: Tensor, generator: torch.Generator, p: float = FLIP_P) -> Tensor:
     """``RandomHorizontalFlip(p)`` on a batch (B, C, H, W): each image mirrored with probability ``p``.
 
-    Tiny ImageNet's only augmentation (benchmarks.md §4.2). Exact (no resampling).
+    Tiny ImageNet's only augmentation (docs/benchmarks.md §4.2). Exact (no resampling).
     """
     flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
     return torch.where(flip.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
 
 
 def augment_tiny_imagenet(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Tiny ImageNet 64 px training augmentation (benchmarks.md §4.2): horizontal flip, p = 0.5."""
+    """Tiny ImageNet 64 px training augmentation (docs/benchmarks.md §4.2): horizontal flip, p = 0.5."""
     return hflip(x, generator)
 

@@ -37,7 +37,7 @@ class Split:
 
 @dataclass
 class InputQuant:
-    """How the network input is quantized (algorithm.md §1.5).
+    """How the network input is quantized (docs/method.md §1.5).
 
     ``signed=False``: unsigned PACT with clip ``hi`` (inputs in [0, 1] -> clip 1.0).
     ``signed=True``: signed PACT with clips ``lo``/``hi`` (MFCC features -> [-6, 6]).

@@ -1,4 +1,4 @@
-"""CIFAR-10 for the ResNet-8 benchmark (benchmarks.md §2).
+"""CIFAR-10 for the ResNet-8 benchmark (docs/benchmarks.md §2).
 
 Reads the official python distribution, either ``<data_dir>/cifar-10-python.tar.gz`` (read in place,
 never extracted) or its extracted ``<data_dir>/cifar-10-batches-py/``. Each batch is a Python-2 pickle
@@ -48,7 +48,7 @@ IMAGE_SHAPE = (3, 32, 32)
 LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 #: MLPerf Tiny "ic01" performance set: 200 CIFAR-10 test indices, 20 per class, in file order
-#: (benchmarks.md §2.2; ``np.save`` of this list as int64 reproduces the official file's md5).
+#: (docs/benchmarks.md §2.2; ``np.save`` of this list as int64 reproduces the official file's md5).
 PERF_SAMPLE_IDXS: tuple[int, ...] = (
     7657, 8959, 3596, 327, 2783, 6567, 7295, 1945, 8799, 4605, 4558, 4593, 20, 7769, 4619, 7036, 7360,
     4552, 5507, 6617, 8926, 4755, 5971, 8325, 2890, 517, 6395, 8899, 3832, 5445, 2216, 1821, 3122, 3455,

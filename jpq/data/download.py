@@ -1,6 +1,6 @@
 """Fetching the official dataset archives: checksums, resumable downloads, safe extraction.
 
-benchmarks.md §2.1/§3.1/§4.1 name the official archives with their sizes and checksums; every loader
+docs/benchmarks.md §2.1/§3.1/§4.1 name the official archives with their sizes and checksums; every loader
 that is given ``download=True`` fetches its archive through :func:`fetch`, which
 
 * downloads into ``<dest>.part`` and resumes an interrupted download with an HTTP ``Range`` request
@@ -8,7 +8,7 @@ that is given ``download=True`` fetches its archive through :func:`fetch`, which
 * verifies size, md5 and sha256 before the file gets its final name, so a half or corrupt download is
   never mistaken for the real archive, and refuses a wrong file with one clear :class:`DatasetError`.
 
-:func:`safe_extract` unpacks a tar(.gz) or zip archive after checking *every* member first (design.md,
+:func:`safe_extract` unpacks a tar(.gz) or zip archive after checking *each* member (docs/architecture.md §5,
 Conventions: "archives extract with path-traversal checks"): absolute names, ``..`` escapes, links that
 point outside the destination and device files are refused before anything is written. The loaders
 themselves read the archives in place and do not need to extract them.
@@ -44,7 +44,7 @@ CACHE_DIRNAME = "jpq_cache"  # decoded/featurised datasets live in <data_dir>/jp
 
 @dataclass(frozen=True)
 class Archive:
-    """One official dataset archive (benchmarks.md §2.1, §3.1, §4.1)."""
+    """One official dataset archive (docs/benchmarks.md §2.1, §3.1, §4.1)."""
 
     filename: str
     url: str
@@ -216,7 +216,7 @@ def _download(url: str, part: Path, start: int, size: int | None, progress: bool
 
 
 def fetch_archive(key: str, data_dir: str | Path, *, progress: bool = True) -> Path:
-    """Fetch the official archive ``ARCHIVES[key]`` into ``data_dir`` (benchmarks.md URLs/checksums)."""
+    """Fetch the official archive ``ARCHIVES[key]`` into ``data_dir`` (docs/benchmarks.md URLs/checksums)."""
     archive = ARCHIVES[key]
     return fetch(
         archive.url, Path(data_dir) / archive.filename,
@@ -303,7 +303,7 @@ def locate(
 ) -> Path:
     """Find a dataset under ``data_dir``: an extracted folder (first of ``folders`` that holds ``marker``),
     else the official archive ``ARCHIVES[key].filename``, else fetch it (``download=True``), else fail
-    at once with a message that says which file to put where (design.md: clear, early errors).
+    at once with a message that says which file to put where (docs/architecture.md §5: clear, early errors).
     """
     data_dir = Path(data_dir)
     for folder in folders:

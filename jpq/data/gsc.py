@@ -1,4 +1,4 @@
-"""Google Speech Commands v0.02, 12-class keyword spotting for the DS-CNN benchmark (benchmarks.md §3).
+"""Google Speech Commands v0.02, 12-class keyword spotting for the DS-CNN benchmark (docs/benchmarks.md §3).
 
 Sources, each either the official archive (read in place, streamed once, never extracted) or its
 extracted folder, all under ``data_dir``:
@@ -60,7 +60,7 @@ TESTING_LIST = "testing_list.txt"
 MAIN_FOLDERS = ("SpeechCommands/speech_commands_v0.02", "speech_commands_v0.02")
 TEST_FOLDERS = ("SpeechCommands/speech_commands_test_set_v0.02", "speech_commands_test_set_v0.02")
 
-#: Training class counts of the full dataset, hard-coded in the paper scripts (benchmarks.md §3.2).
+#: Training class counts of the full dataset, hard-coded in the paper scripts (docs/benchmarks.md §3.2).
 CLASS_COUNTS = (3134, 3106, 3037, 3130, 2970, 3086, 3019, 3111, 2948, 3228, 668, 54074)
 
 CACHE_VERSION = 1
@@ -68,7 +68,7 @@ CHUNK_CLIPS = 512  # clips per vectorised MFCC call (~50 MB of float32 frames, ~
 
 
 def class_weights_from_counts(counts: Tensor) -> Tensor:
-    """``w_c = N_total / N_c`` (not normalised), the paper scripts' weighted CE (benchmarks.md §3.5).
+    """``w_c = N_total / N_c`` (not normalised), the paper scripts' weighted CE (docs/benchmarks.md §3.5).
 
     A class absent from the training data (only possible with subset data) gets ``N_total`` as if it
     had one sample, so the weights stay finite.
@@ -259,7 +259,7 @@ def _cache_key(main: Path, test: Path) -> dict[str, object]:
 def _with_progress(
     progress: bool, run: Callable[[Callable[[int], None]], dict[str, Tensor]]
 ) -> dict[str, Tensor]:
-    """Run the one-off extraction with a rich clip counter (design.md: long work shows progress)."""
+    """The one-off extraction with a rich clip counter (docs/architecture.md §5: long work shows progress)."""
     if not progress:
         return run(lambda n: None)
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

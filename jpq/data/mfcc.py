@@ -1,8 +1,8 @@
-"""The KWS front end: 49 x 10 MFCCs of a 1 s, 16 kHz clip (benchmarks.md §3.3), vectorised in torch.
+"""The KWS front end: 49 x 10 MFCCs of a 1 s, 16 kHz clip (docs/benchmarks.md §3.3), vectorised in torch.
 
 Same numbers as ``torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=10, dct_type=2, norm='ortho',
 log_mels=True, melkwargs={n_fft: 512, win_length: 480, hop_length: 320, n_mels: 40, f_min: 20,
-f_max: 4000, center: False, norm: None})`` without the torchaudio dependency (benchmarks.md §8):
+f_max: 4000, center: False, norm: None})`` without the torchaudio dependency (docs/benchmarks.md §8):
 
 1. frames of 512 samples every 320 (no centring) -> 1 + (16000 - 512) // 320 = 49 frames;
 2. periodic Hann(480) zero-padded to the middle of the 512-point frame (how ``torch.stft`` centres a
@@ -11,7 +11,7 @@ f_max: 4000, center: False, norm: None})`` without the torchaudio dependency (be
 4. ``log(mel + 1e-6)``; orthonormal DCT-II, first 10 coefficients.
 
 Computed in float32 like torchaudio (constants built in float64); agrees with the float64 numpy
-recipe of the spec to ~1e-4 absolute on clips at speech levels.
+recipe of docs/benchmarks.md §3.3 to ~1e-4 absolute on clips at speech levels.
 """
 
 from __future__ import annotations
@@ -114,5 +114,5 @@ class MfccFrontEnd:
 
 
 def mfcc(waveforms: Tensor) -> Tensor:
-    """One-shot convenience wrapper of :class:`MfccFrontEnd` (benchmarks.md §3.3)."""
+    """One-shot convenience wrapper of :class:`MfccFrontEnd` (docs/benchmarks.md §3.3)."""
     return MfccFrontEnd()(waveforms)

@@ -35,7 +35,7 @@ CIFAR_PER_BATCH = 10_000
 class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]  # pure-Python pickler: overridable
     """Protocol 2 as Python 2's cPickle wrote the official batches: byte strings as ``(SHORT_)BINSTRING``
     (read back as ``bytes`` with ``encoding='bytes'``) and numpy's ``numpy.core.multiarray`` path, so
-    old and new readers alike accept the files (benchmarks.md §2.1)."""
+    old and new readers alike accept the files (docs/benchmarks.md §2.1)."""
 
     dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
 
@@ -93,7 +93,7 @@ def _split_counts(total: int, parts: int) -> list[int]:
 def write_cifar10(
     root: str | Path, *, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0, archive: bool = False
 ) -> Path:
-    """Write CIFAR-10 in the official python format under ``root`` (benchmarks.md §2.1).
+    """Write CIFAR-10 in the official python format under ``root`` (docs/benchmarks.md §2.1).
 
     ``n_train`` images go into the five ``data_batch_*`` files (10,000 each at the real size; otherwise as
     equal as possible), ``n_test`` into ``test_batch``; labels are balanced. ``archive=True`` writes

@@ -195,7 +195,7 @@ def write_gsc(
     seed: int = 0,
     archive: bool = False,
 ) -> Path:
-    """Write Speech Commands v0.02 (main set + separate test set) under ``root`` (benchmarks.md §3.1).
+    """Write Speech Commands v0.02 (main set + separate test set) under ``root`` (docs/benchmarks.md §3.1).
 
     ``clips_per_word``: clips of each word in ``words`` (a subset of the 35 is allowed; a mapping gives
     per-word counts); 3,024 x 35 = 105,840, about the real 105,829. 10 % / 10 % of each word's clips go

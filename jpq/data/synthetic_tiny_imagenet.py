@@ -103,7 +103,7 @@ def write_tiny_imagenet(
     seed: int = 0,
     archive: bool = False,
 ) -> Path:
-    """Write Tiny ImageNet (``tiny-imagenet-200`` layout, benchmarks.md §4.1) under ``root``.
+    """Write Tiny ImageNet (``tiny-imagenet-200`` layout, docs/benchmarks.md §4.1) under ``root``.
 
     ``per_class`` training JPEGs for each of ``classes`` wnids (500 x 200 is the real size),
     ``val_per_class`` x ``classes`` validation JPEGs listed in ``val_annotations.txt`` (50 x 200 real),

@@ -1,4 +1,4 @@
-"""Tiny ImageNet (200 classes, 64 x 64) for the ResNet-18 benchmark (benchmarks.md §4).
+"""Tiny ImageNet (200 classes, 64 x 64) for the ResNet-18 benchmark (docs/benchmarks.md §4).
 
 Reads ``<data_dir>/tiny-imagenet-200.zip`` in place or its extracted ``<data_dir>/tiny-imagenet-200/``
 (``wnids.txt``, ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG`` + ``val/val_annotations.txt``).

@@ -1,4 +1,4 @@
-"""Export of a searched network (algorithm.md §8): physically pruned, precision-sorted plain model, ONNX,
+"""Export of a searched network (docs/method.md §8): physically pruned, precision-sorted plain model, ONNX,
 bit-packed integer weights with a manifest, and the verification of all three against the run."""
 
 from jpq.export.export import (

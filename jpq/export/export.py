@@ -1,4 +1,4 @@
-"""Export of a searched, fine-tuned network for deployment (algorithm.md §8 "Correct procedure").
+"""Export of a searched, fine-tuned network for deployment (docs/method.md §8 "Correct procedure").
 
 For every sharing group ``g`` (§1.4) the channel precisions ``p*(c)`` (§3.5) give the permutation ``pi_g``:
 the kept channels (``p* != 0``) sorted by precision, 8 then 4 then 2 bits, stable within a precision.
@@ -56,7 +56,7 @@ from jpq.search.quantizers import ActQuantizer
 
 #: ``format`` entry of ``export/model.pt``
 MODEL_FORMAT = "jpq-export-model-1"
-#: tolerance of the float64 correctness check (the spec asks for 1e-4 on exported vs fake-quant logits)
+#: tolerance of the float64 correctness check (1e-4 on exported vs fake-quant logits, docs/method.md §8)
 F64_ATOL = 1e-4
 #: minimum float32 prediction agreement for a passing export (floor flips, module docstring)
 MIN_AGREEMENT = 0.99
@@ -68,7 +68,7 @@ _I32 = int_range(32)
 
 # -- fixed modules of the exported graph ----------------------------------------------------------------
 class Pact(nn.Module):
-    """PACT at one precision with frozen clips (algorithm.md §2.2): the argmax branch of an ActQuantizer.
+    """PACT at one precision with frozen clips (docs/method.md §2.2): the argmax branch of an ActQuantizer.
 
     ``y = floor(S * clamp(x, 0, clip)) / S`` with ``S = (2^a - 1) / (clip + 1e-3)``; signed when ``clip_lo``
     is given (``clamp(x, clip_lo, clip)``, ``S = (2^a - 1) / (clip - clip_lo + 1e-3)``). The float
@@ -516,12 +516,12 @@ def write_packed(
         "weight_semantics": "weight = w_int * w_scale[row] (symmetric per-channel min-max, §2.1)",
         "bias_semantics": (
             "bias_float32 = bias_int32 * bias_scale, bias_scale = input_act.scale_bias * w_scale "
-            "(algorithm.md §2.3; bias_int32 saturates at the int32 range, see bias_saturated)"
+            "(docs/method.md §2.3; bias_int32 saturates at the int32 range, see bias_saturated)"
         ),
         "activation_semantics": (
             "PACT: q = floor(clamp(x, clip_lo or 0, clip) * pact_scale), value = q / pact_scale, with "
             "pact_scale = (2^a_bits - 1) / (clip - clip_lo + 1e-3) in float32; scale_bias = (clip - clip_lo) "
-            "/ (2^a_bits - 1) is the scale of the bias quantizer (algorithm.md §2.2, §11 item 10); "
+            "/ (2^a_bits - 1) is the scale of the bias quantizer (docs/method.md §2.2, §11 item 10); "
             "output_act null = float logits"
         ),
         "channel_order": "kept output channels sorted by w_bits (8, 4, 2), stable; "

@@ -1,4 +1,4 @@
-"""ONNX file of the exported network and its evaluation with onnxruntime (algorithm.md §8).
+"""ONNX file of the exported network and its evaluation with onnxruntime (docs/method.md §8).
 
 Choice: a **plain float32 graph** whose Conv/Gemm initializers are the fake-quantized (dequantized) weights
 and biases, with every PACT activation written out as ``Clip -> Mul -> Floor -> Div`` (§2.2). No QDQ

@@ -1,4 +1,4 @@
-"""Bit-packing of integer weights and the ``weights.bin`` container (algorithm.md §8, deployment).
+"""Bit-packing of integer weights and the ``weights.bin`` container (docs/method.md §8, deployment).
 
 Bit layout of one packed sub-block (documented again in ``manifest.json`` under ``bit_order``):
 

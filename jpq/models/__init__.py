@@ -1,4 +1,4 @@
-"""Seed networks as plain, fx-traceable nn.Modules (design.md "models/"; benchmarks.md §2.4, §3.4, §4.3).
+"""Seed networks as fx-traceable nn.Modules (docs/architecture.md §2; docs/benchmarks.md §2.4, §3.4, §4.3).
 
 `models` imports nothing else from jpq, so the search, export and pipeline layers can all build on it.
 """

@@ -1,6 +1,6 @@
 """Parameter, weight and MAC counts of a seed network.
 
-Why: benchmarks.md gives exact totals for every seed (§2.4 ResNet-8, §3.4 DS-CNN, §4.3 ResNet-18); counting
+Why: docs/benchmarks.md has exact totals per seed (§2.4 ResNet-8, §3.4 DS-CNN, §4.3 ResNet-18); counting
 them from the module itself is how the tests prove the networks are built as specified, and the 8-bit
 size of §8 ("Σ weights × bits / 8 over conv+linear weights, biases excluded") is `count_weights`.
 """
@@ -14,12 +14,12 @@ _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def count_params(model: nn.Module) -> int:
-    """Trainable parameters (weights, biases, BN affine), as the spec's "trainable" totals count them."""
+    """Trainable parameters (weights, biases, BN affine), as counted in docs/benchmarks.md §1."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def count_weights(model: nn.Module) -> int:
-    """Conv and Linear weights only: what the size cost quantizes (no biases, no BN; benchmarks.md §8)."""
+    """Conv and Linear weights only: what the size cost quantizes (no bias, no BN; docs/benchmarks.md §8)."""
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, _WEIGHTED))
 
 

@@ -1,7 +1,7 @@
 """The embedded default's seed network: a small CNN for 8x8 handwritten digits.
 
 Three 3x3 convs (BN + ReLU) and a linear classifier on the flattened 2x2 map, so the search sees a
-stride, a flatten (Cin_eff = H*W*C_eff, algorithm.md §5.1) and a classifier. 15,248 weights:
+stride, a flatten (Cin_eff = H*W*C_eff, docs/method.md §5.1) and a classifier. 15,248 weights:
 15.25 kB at 8 bits.
 """
 

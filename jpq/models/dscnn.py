@@ -1,9 +1,9 @@
-"""MLPerf Tiny DS-CNN (64 filters) for 12-class keyword spotting, the paper's GSC seed (benchmarks.md §3.4).
+"""MLPerf Tiny DS-CNN (64 filters) for 12-class KWS, the paper's GSC seed (docs/benchmarks.md §3.4).
 
 Input (1, 49, 10) MFCC (time x coefficient). 23,756 trainable parameters, 22,016 conv/linear weights
 (22.0 kB at 8 bits), 2,656,768 MACs. Every conv has a bias; PyTorch default init.
 BatchNorm momentum is 0.99 in PyTorch's sense (running = 0.01 old + 0.99 batch): a literal copy of the Keras
-value, so the running statistics track the last batches. Kept for faithfulness (benchmarks.md §3.4, §8).
+value, so the running statistics track the last batches. Kept for faithfulness (docs/benchmarks.md §3.4, §8).
 
 The graph is kept simple for torch.fx conversion (search/): ReLU as separate, non-inplace modules, every BN
 fed by its conv alone, pooling as a module, `torch.flatten(x, 1)`.
@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 BN_MOMENTUM = 0.99
-"""PyTorch-sense momentum of every BN (weight of the new batch statistic), benchmarks.md §3.4."""
+"""PyTorch-sense momentum of every BN (weight of the new batch statistic), docs/benchmarks.md §3.4."""
 
 
 class DSCNN(nn.Module):
-    """DS-CNN of benchmarks.md §3.4: a (10,4)/s2 input conv then four depthwise-separable blocks at 25x5.
+    """DS-CNN of docs/benchmarks.md §3.4: a (10,4)/s2 input conv then four depthwise-separable blocks at 25x5.
 
     `width` is the filter count (64 in the reference); the fixed `AvgPool2d((25, 5))` ties the input to
     49x10.

@@ -1,4 +1,4 @@
-"""ResNet-18 for 64-px Tiny ImageNet, the paper's TIN seed (benchmarks.md §4.3, `std_head=False`).
+"""ResNet-18 for 64-px Tiny ImageNet, the paper's TIN seed (docs/benchmarks.md §4.3, `std_head=False`).
 
 Standard BasicBlock x [2, 2, 2, 2] at widths 64/128/256/512, except the stem: a 3x3 stride-1 conv and no
 max-pool, so the stages run at 64², 32², 16², 8². A 1x1 conv + BN projection replaces the identity shortcut
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 WIDTHS = (64, 128, 256, 512)
-"""Output channels of the four stages (benchmarks.md §4.3)."""
+"""Output channels of the four stages (docs/benchmarks.md §4.3)."""
 
 
 class BasicBlock(nn.Module):
@@ -62,7 +62,7 @@ class Backbone(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 with the reduced 64-px head of benchmarks.md §4.3.
+    """ResNet-18 with the reduced 64-px head of docs/benchmarks.md §4.3.
 
     Init as the reference: kaiming-normal (fan_out, ReLU gain) on every conv; BN gamma 1, beta 0; `fc` keeps
     PyTorch's default init. `AdaptiveAvgPool2d` lets any input resolution through.

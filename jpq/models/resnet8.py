@@ -1,8 +1,8 @@
-"""MLPerf Tiny ResNet-8 (16 filters) for CIFAR-10, the paper's CIFAR seed (benchmarks.md §2.4).
+"""MLPerf Tiny ResNet-8 (16 filters) for CIFAR-10, the paper's CIFAR seed (docs/benchmarks.md §2.4).
 
 State-dict names follow the reference so its checkpoints load unchanged. 78,058 trainable parameters,
 77,360 conv/linear weights (77.36 kB at 8 bits), 12,501,632 MACs on a 3x32x32 input.
-Reference quirks kept on purpose (benchmarks.md §8): `conv1`, `conv2y`, `conv3y` have a bias although a BN
+Reference quirks kept (docs/benchmarks.md §8): `conv1`, `conv2y`, `conv3y` have a bias although a BN
 follows; the 1x1 stride-2 shortcuts `conv2x`, `conv3x` have a bias and no BN.
 
 The graph is kept simple for torch.fx conversion (search/): ReLU as separate, non-inplace modules, every BN
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 
 class ConvBlock(nn.Module):
-    """Reference `ConvBlock`: 3x3 conv (no bias, pad 1) -> BN -> ReLU (benchmarks.md §2.4 rows 1/2/4/7)."""
+    """Reference `ConvBlock`: 3x3 conv (no bias, pad 1), BN, ReLU (docs/benchmarks.md §2.4 rows 1/2/4/7)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
@@ -29,7 +29,7 @@ class ConvBlock(nn.Module):
 
 
 class ResNet8(nn.Module):
-    """ResNet-8 of benchmarks.md §2.4: a stem and three residual stages at 32², 16², 8² (16/32/64 channels).
+    """ResNet-8 of docs/benchmarks.md §2.4: a stem, three residual stages at 32², 16², 8² (16/32/64 channels).
 
     Init as the reference: kaiming-normal (fan_in, ReLU gain) on every conv and on the Linear; BN and
     biases keep PyTorch defaults. `AvgPool2d(8)` ties the input to 32x32 pixels.

@@ -1,4 +1,4 @@
-"""Pareto fronts of (cost, accuracy) points and the paper's summary numbers (algorithm.md §9).
+"""Pareto fronts of (cost, accuracy) points and the paper's summary numbers (docs/method.md §9).
 
 The paper compares methods by their accuracy-versus-cost Pareto fronts (Fig. 4-5: size, MPIC and NE16
 cycles) and summarises them as "size reduction at iso-accuracy" against fixed-precision baselines
@@ -79,7 +79,7 @@ def iso_accuracy_reduction(x: ArrayLike, y: ArrayLike, *, base_x: float, base_y:
     """Cost reduction in percent at iso-accuracy against a baseline point ``(base_x, base_y)``.
 
     ``100 * (1 - x_min / base_x)`` where ``x_min`` is the smallest cost among points whose accuracy is at
-    least ``base_y``: how the paper reports "size reduction at iso-accuracy" (algorithm.md §9). Negative
+    least ``base_y``: how the paper reports "size reduction at iso-accuracy" (docs/method.md §9). Negative
     when even the cheapest such point costs more than the baseline; ``None`` if no point reaches the
     baseline accuracy.
     """

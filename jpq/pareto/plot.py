@@ -2,7 +2,7 @@
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` with the Agg canvas, never through pyplot:
 no display is needed, no global backend is switched, and parallel callers do not share state. Files are
-written atomically (design.md, Conventions) so a sweep's figures are never half-written.
+written atomically (docs/architecture.md §5) so a sweep's figures are never half-written.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from jpq.io import atomic_write_bytes
 from jpq.pareto.front import pareto_mask
 from jpq.pareto.records import fixed_label, group_keys, is_fixed
 
-#: axis labels with units (design.md: names carry units; size_kb = bits/8/1000, algorithm.md §5.2)
+#: axis labels with units (docs/architecture.md §5; size_kb = bits/8/1000, docs/method.md §5.2)
 AXIS_LABELS: dict[str, str] = {
     "size_kb": "Weight memory [kB]",
     "size_bits": "Weight memory [bit]",

@@ -1,12 +1,12 @@
 """Result records: one flat row per finished run, written atomically and gathered over a sweep.
 
-A finished run (design.md, "Data flow, one run") leaves ``result.json`` (one flat JSON object) and
+A finished run (docs/architecture.md §4) leaves ``result.json`` (one flat JSON object) and
 ``result.csv`` (the same values as one CSV row) in its run directory. A sweep is any tree of such
 directories; :func:`collect_results` turns it into one :class:`pandas.DataFrame`, the input of the
-Pareto fronts (algorithm.md §9: the paper reports accuracy against size / BitOps / MPIC / NE16 cost).
+Pareto fronts (docs/method.md §9: the paper reports accuracy against size / BitOps / MPIC / NE16 cost).
 
 The schema is defined once, here, as :data:`RESULT_COLUMNS`. Accuracies are in percent (0-100),
-sizes carry their unit in the name (``size_bits``, ``size_kb`` = bits/8/1000, algorithm.md §5.2),
+sizes carry their unit in the name (``size_bits``, ``size_kb`` = bits/8/1000, docs/method.md §5.2),
 ``w_bits``/``a_bits`` are the searched precision sets as strings such as ``"0,2,4,8"``.
 """
 
@@ -29,7 +29,7 @@ from jpq.cost import METRIC_NAMES
 from jpq.errors import RunDirError
 from jpq.io import atomic_write_json, atomic_write_text
 
-#: the known result keys, in column order; extra keys follow them (design.md, Conventions)
+#: the known result keys, in column order; extra keys follow them (docs/architecture.md §5)
 RESULT_COLUMNS: tuple[str, ...] = (
     "dataset",
     "model",
@@ -61,7 +61,7 @@ TEXT_COLUMNS: tuple[str, ...] = (
 #: known numeric columns (accuracies in %, costs, wall-clock seconds, the regularizer strength, the seed)
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in RESULT_COLUMNS if c not in TEXT_COLUMNS)
 
-#: the cost metrics a Pareto front can be drawn against (algorithm.md §5.2-§5.5), in report order
+#: the cost metrics a Pareto front can be drawn against (docs/method.md §5.2-§5.5), in report order
 COST_METRICS: tuple[str, ...] = ("size_kb", "bitops", "mpic_cycles", "ne16_cycles")
 
 #: the ``method`` value of the fixed-precision QAT baselines (drawn as markers, never as a front)
@@ -131,7 +131,7 @@ def write_result(run_dir: str | Path, record: Mapping[str, Any]) -> None:
     Every key of :data:`RESULT_COLUMNS` must be present (a missing measurement is ``None``) so a sweep's
     rows always line up; ``run_dir`` alone is filled in from the argument when absent. Extra keys are
     kept after the known ones. The CSV is written first and the JSON last: :func:`collect_results` reads
-    only ``result.json``, so its presence means the run is complete (design.md, Conventions).
+    only ``result.json``, so its presence means the run is complete (docs/architecture.md §5).
 
     Raises:
         ValueError: known keys are missing (all named), or a value is not a scalar.

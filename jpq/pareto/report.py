@@ -1,7 +1,7 @@
 """``jpq plot-pareto``: gather a sweep, mark the fronts, draw them, print the paper's headline numbers.
 
 The paper's results are accuracy-versus-cost Pareto fronts (Fig. 4-5) summarised as "size reduction at
-iso-accuracy" against fixed-precision baselines (algorithm.md §9). :func:`pareto_report` produces all of
+iso-accuracy" against fixed-precision baselines (docs/method.md §9). :func:`pareto_report` produces all of
 that from a folder of finished runs:
 
 * ``root/pareto.csv``: every run (the :data:`~jpq.pareto.records.RESULT_COLUMNS`, extra keys, then
@@ -44,7 +44,7 @@ from jpq.pareto.seeds import aggregate_seeds
 PARETO_CSV = "pareto.csv"
 PARETO_PNG = "pareto.png"
 SUMMARY_CSV = "pareto_summary.csv"
-#: the sequential baseline (algorithm.md §7) the searched methods are compared against, front to front
+#: the sequential baseline (docs/method.md §7) the searched methods are compared against, front to front
 SEQUENTIAL_METHOD = "pit_mixprec"
 
 #: the reference point of the normalised hypervolume: cost = the sweep's largest cost, accuracy = 0 %

@@ -1,4 +1,4 @@
-"""PACT activation fake-quantization (algorithm.md §2.2) and its precision mixture (§4).
+"""PACT activation fake-quantization (docs/method.md §2.2) and its precision mixture (§4).
 
 Unsigned PACT, per precision ``a`` with a trainable clip::
 

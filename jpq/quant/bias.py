@@ -1,4 +1,4 @@
-"""Bias fake-quantization with a derived scale (algorithm.md §2.3).
+"""Bias fake-quantization with a derived scale (docs/method.md §2.3).
 
 ``s_b[c] = s_a_eff * s_w_eff[c]`` with ``s_a_eff`` the expected scale of the layer's input activation
 quantizer and ``s_w_eff[c] = sum_i theta[i, c] * s_c(p_i)`` (``s_c(0) = 0``). ``b_q = round(b/s_b)*s_b``,

@@ -1,4 +1,4 @@
-"""Weight fake-quantization: symmetric per-output-channel min-max (algorithm.md §2.1) and the
+"""Weight fake-quantization: symmetric per-output-channel min-max (docs/method.md §2.1) and the
 per-channel mixture of precisions used by the search (§4), fused into one autograd function.
 
 Quantizer for precision ``p > 0`` and output channel ``c``::

@@ -1,4 +1,4 @@
-"""Conversion of a float model into a searchable one, samplers, discretization (algorithm.md §1-§4)."""
+"""Conversion of a float model into a searchable one, samplers, discretization (docs/method.md §1-§4)."""
 
 from jpq.search.convert import convert
 from jpq.search.net import LayerInfo, SearchableNet

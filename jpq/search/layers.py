@@ -1,4 +1,4 @@
-"""Searchable Conv/Linear layers: one conv on the mixed weight tensor (algorithm.md §4).
+"""Searchable Conv/Linear layers: one conv on the mixed weight tensor (docs/method.md §4).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Search quantizers of one sharing group (algorithm.md §1.4, §3.1): per-channel weight-precision logits
+"""Search quantizers of one sharing group (docs/method.md §1.4, §3.1): per-channel weight-precision logits
 and the activation-precision logits with one PACT clip per precision.
 
 One :class:`GroupQuantizer` is shared by every Conv/Linear (and add) of its group, so all of them get the
@@ -163,7 +163,7 @@ class GroupQuantizer(nn.Module):
         self._is_output = (a_bits is None) if is_output is None else is_output
         cols = 1 if per_layer else channels
         if pit:
-            # PIT (algorithm.md §7): one mask logit gamma per channel, initialised to 1.0; the "precisions"
+            # PIT (docs/method.md §7): one mask logit gamma per channel, initialised to 1.0; the "precisions"
             # are (pruned, kept-float), and kept channels are counted in the 8-bit slot of the specs
             if self.w_bits not in ((0, 8), (8,)):
                 raise ValueError("a PIT group has w_bits (0, 8) (prunable) or (8,) (output group)")

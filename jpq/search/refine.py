@@ -1,4 +1,4 @@
-"""NE16 precision promotion after the search (issue 4 item 6; cf. PLiNIO's newer "promotion").
+"""NE16 precision promotion after the search (docs/method.md §5.9; cf. PLiNIO's newer "promotion").
 
 NE16 pays per output tile of every per-precision sub-layer; raising a few low-precision channels to fill
 a higher precision's tile can lower the latency. The cost side decides the counts per group

@@ -1,4 +1,4 @@
-"""Sampling of the architecture coefficients ``theta`` from the logits ``alpha`` (algorithm.md §3.2).
+"""Sampling of the architecture coefficients ``theta`` from the logits ``alpha`` (docs/method.md §3.2).
 
 | sampler        | training                                   | eval                          |
 |----------------|--------------------------------------------|-------------------------------|

@@ -1,5 +1,5 @@
 """The warmup cache: the float warmup is trained once and reused by every job with the same
-dataset, model, warmup settings and seed (design.md data flow; the scripts' final_best_warmup.ckp).
+dataset, model, warmup settings and seed (docs/architecture.md §4; the scripts' final_best_warmup.ckp).
 
 The key is a hash of those settings; a changed setting gives a new key and a new training. Parallel
 sweep jobs take a file lock: the first trains and publishes atomically, the others wait and reuse.

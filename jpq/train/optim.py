@@ -1,4 +1,4 @@
-"""Optimizers and LR schedules of the paper's recipes (algorithm.md §6.1-§6.2, benchmarks.md §2.5-§4.4)."""
+"""Optimizers and LR schedules of the paper's recipes (docs/method.md §6, docs/benchmarks.md §2.5-§4.4)."""
 
 from __future__ import annotations
 

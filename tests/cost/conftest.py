@@ -1,8 +1,8 @@
-"""Reference spec lists of the seed networks, built by hand from benchmarks.md's layer tables.
+"""Reference spec lists of the seed networks, built by hand from docs/benchmarks.md's layer tables.
 
 Each fixture returns a builder ``(w_bits, a_bits=8) -> list[LayerSpec]``: every channel at ``w_bits``,
 every input (including the network input) at ``a_bits``, ``cin_eff = c_in``; the linear layer after the
-global average pool has ``c_in = C``. These are the networks of algorithm.md §5.6.
+global average pool has ``c_in = C``. These are the networks of docs/method.md §5.6.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jpq.cost.spec import LayerSpec, uniform_spec
 Layer = tuple[str, str, tuple[int, int], tuple[int, int], int, int]  # name, op, kernel, out_hw, c_in, c_out
 Builder = Callable[..., list[LayerSpec]]
 
-#: ResNet-8, CIFAR-10 3x32x32 (benchmarks.md §2.4), in the order of the §5.6 per-layer NE16 values
+#: ResNet-8, CIFAR-10 3x32x32 (docs/benchmarks.md §2.4), in the order of the §5.6 per-layer NE16 values
 RESNET8: list[Layer] = [
     ("stem", "conv", (3, 3), (32, 32), 3, 16),
     ("convblock1", "conv", (3, 3), (32, 32), 16, 16),
@@ -32,7 +32,7 @@ RESNET8: list[Layer] = [
 
 
 def _dscnn() -> list[Layer]:
-    """DS-CNN, GSC 1x49x10 (benchmarks.md §3.4): stem (10,4)/s2 -> 25x5, four dw3x3 + pw1x1, fc."""
+    """DS-CNN, GSC 1x49x10 (docs/benchmarks.md §3.4): stem (10,4)/s2 -> 25x5, four dw3x3 + pw1x1, fc."""
     layers: list[Layer] = [("stem", "conv", (10, 4), (25, 5), 1, 64)]
     for i in range(1, 5):
         layers.append((f"depthwise{i}", "dw", (3, 3), (25, 5), 64, 64))
@@ -42,7 +42,7 @@ def _dscnn() -> list[Layer]:
 
 
 def _resnet18_tin() -> list[Layer]:
-    """ResNet-18 with the 3x3/s1 stem and no max-pool, 64-px input (benchmarks.md §4.3)."""
+    """ResNet-18 with the 3x3/s1 stem and no max-pool, 64-px input (docs/benchmarks.md §4.3)."""
     layers: list[Layer] = [("conv1", "conv", (3, 3), (64, 64), 3, 64)]
     for b in range(2):
         layers.append((f"bb_1_{b}.conv1", "conv", (3, 3), (64, 64), 64, 64))

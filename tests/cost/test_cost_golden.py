@@ -1,4 +1,4 @@
-"""Golden values of the cost models: algorithm.md §5.6 (seed networks at w8/w4/w2, a8) and the single
+"""Golden values of the cost models: docs/method.md §5.6 (seed networks at w8/w4/w2, a8) and the single
 layer check of §5.5, plus hand-derived per-layer values."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_resnet18_matches_table_to_given_digits(resnet18) -> None:
         assert round(m["size_kb"]) == size_kb  # 11,261.632 / 5,630.816 / 2,815.408 kB
         assert _sig(m["mpic_cycles"], d_mpic) == mpic
         assert _sig(m["ne16_cycles"], d_ne16) == ne16
-    # weights-only parameter count of benchmarks.md §4.3
+    # weights-only parameter count of docs/benchmarks.md §4.3
     assert evaluate_all(resnet18(8))["size_bits"] == pytest.approx(11_261_632 * 8, abs=1e-3)
 
 
@@ -61,7 +61,7 @@ def test_resnet8_exact_bits_and_macs(resnet8) -> None:
     assert evaluate_all(resnet8(8))["size_bits"] == pytest.approx(618_880, abs=1e-3)
     assert evaluate_all(resnet8(4))["size_bits"] == pytest.approx(309_440, abs=1e-3)
     assert float(macs_per_layer(resnet8(8)).sum()) == 12_501_632
-    # per-layer size = weights * 8 (benchmarks.md §2.4 table)
+    # per-layer size = weights * 8 (docs/benchmarks.md §2.4 table)
     weights = [432, 2304, 2304, 4608, 9216, 512, 18432, 36864, 2048, 640]
     per_layer = size_bits_per_layer(resnet8(8)).double()
     assert torch.allclose(per_layer, torch.tensor(weights, dtype=torch.float64) * 8, rtol=1e-6)

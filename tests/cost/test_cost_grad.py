@@ -1,4 +1,4 @@
-"""Differentiability of the soft costs (algorithm.md §5.1-§5.4, §5.7, §11 items 1-2): directions,
+"""Differentiability of the soft costs (docs/method.md §5.1-§5.4, §5.7, §11 items 1-2): directions,
 finite differences against autograd, the detached input-channel term of the size cost, depthwise
 formulas."""
 

@@ -1,4 +1,4 @@
-"""NE16 model details (algorithm.md §5.5, §11 item 9): straight-through helpers, kernel decomposition,
+"""NE16 model details (docs/method.md §5.5, §11 item 9): straight-through helpers, kernel decomposition,
 soft partial tiles, gradients, the 8-bit-activation refusal and the precision refinement."""
 
 from __future__ import annotations

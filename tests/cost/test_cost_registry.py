@@ -131,7 +131,7 @@ def test_conf_yaml_instantiates_the_model(name, cls) -> None:
     model = hydra.utils.instantiate(cfg)
     assert type(model) is cls and model.name == name
     if name == "size":
-        # jpq's default keeps the effective-input-channel gradient (algorithm.md §11 item 1)
+        # jpq's default keeps the effective-input-channel gradient (docs/method.md §11 item 1)
         assert model.detach_cin is False and model.dw_formula == "reference"
         relabelled = hydra.utils.instantiate(cfg, name="size_clean", dw_formula="clean")
         assert relabelled.name == "size_clean" and relabelled.dw_formula == "clean"

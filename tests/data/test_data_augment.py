@@ -73,7 +73,7 @@ def test_rotation_fills_corners_with_zero_and_keeps_centre() -> None:
 
 
 def test_cifar10_param_ranges() -> None:
-    """benchmarks.md §2.3: angle U(-15, 15); shift round(U(-3.2, 3.2)) -> integers in [-3, 3]; flip p=0.5."""
+    """docs/benchmarks.md §2.3: angle U(-15, 15); shift round(U(-3.2, 3.2)) in [-3, 3]; flip p=0.5."""
     angle, shift, flip = cifar10_params(20_000, 32, 32, torch.Generator().manual_seed(5))
     assert angle.abs().max() <= 15.0 and angle.abs().max() > 14.9
     assert abs(float(angle.mean())) < 0.3

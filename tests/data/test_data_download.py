@@ -267,7 +267,7 @@ def test_locate_missing_says_what_to_put_where(tmp_path: Path) -> None:
 
 
 def test_official_archive_table() -> None:
-    """benchmarks.md §2.1, §3.1, §4.1: names, sizes, checksums."""
+    """docs/benchmarks.md §2.1, §3.1, §4.1: names, sizes, checksums."""
     assert ARCHIVES["cifar10"].size == 170_498_071
     assert ARCHIVES["cifar10"].md5 == "c58f30108f718f92721af3b95e74349a"
     assert ARCHIVES["gsc"].size == 2_428_923_189 and ARCHIVES["gsc"].md5 == "6b74f3901214cb2c2934e98196829835"

@@ -166,7 +166,7 @@ def test_class_weights(gsc_folders: Path) -> None:
 
 
 def test_paper_class_counts_golden() -> None:
-    """benchmarks.md §3.2/§3.5: 85,511 training clips; weights ~27.6 keywords, 128 silence, 1.58 unknown."""
+    """docs/benchmarks.md §3.2/§3.5: 85,511 clips; weights ~27.6 keywords, 128 silence, 1.58 unknown."""
     assert sum(CLASS_COUNTS) == 85_511
     w = class_weights_from_counts(torch.tensor(CLASS_COUNTS))
     assert math.isclose(float(w[0]), 85_511 / 3134, rel_tol=1e-6)

@@ -1,4 +1,4 @@
-"""The 49 x 10 MFCC front end (jpq/data/mfcc.py) against the numpy recipe of benchmarks.md §3.3."""
+"""The 49 x 10 MFCC front end (jpq/data/mfcc.py) against the numpy recipe of docs/benchmarks.md §3.3."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from jpq.data.mfcc import N_FRAMES, dct_matrix, mel_filterbank, mfcc
 
 
 def _spec_numpy_mfcc(x: np.ndarray) -> np.ndarray:
-    """benchmarks.md §3.3 numpy re-implementation, written out as in the spec (float64)."""
+    """docs/benchmarks.md §3.3 numpy re-implementation, written out step by step (float64)."""
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(480) / 480)
     w = np.zeros(512)
     w[16:496] = hann
@@ -54,7 +54,7 @@ def test_matches_spec_recipe_on_several_signals() -> None:
 
 
 def test_digital_silence_golden() -> None:
-    """c0 of silence = sqrt(40) * log(1e-6) = -87.3766 (the spec's "c0 ~ -87"); other coefficients 0."""
+    """c0 of silence = sqrt(40) * log(1e-6) = -87.3766 (docs/benchmarks.md §3.3); other coefficients 0."""
     out = mfcc(torch.zeros(2, 16000))
     assert N_FRAMES == 49
     assert math.isclose(float(out[0, 0, 0]), math.sqrt(40) * math.log(1e-6), rel_tol=1e-6)

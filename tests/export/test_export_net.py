@@ -1,4 +1,4 @@
-"""Export of searched networks (algorithm.md §8): pruned, precision-sorted plain model, ONNX, packed weights.
+"""Export of searched networks (docs/method.md §8): pruned, precision-sorted model, ONNX, packed weights.
 
 Random discrete assignments (0 bits included, >= 1 channel kept, a group pruned to one channel, a group
 whose kept channels share one precision, random PACT clips) on the digits CNN, ResNet-8 (residual groups)

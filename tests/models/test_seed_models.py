@@ -1,4 +1,4 @@
-"""Seed networks against the exact numbers of benchmarks.md §2.4, §3.4, §4.3, and their fx-friendly graphs."""
+"""Seed networks against the numbers of docs/benchmarks.md §2.4, §3.4, §4.3, and their fx-friendly graphs."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_dscnn_per_layer_macs() -> None:
 
 
 def test_dscnn_bn_momentum_has_pytorch_semantics() -> None:
-    """running = 0.01 * old + 0.99 * batch (benchmarks.md §3.4 quirk), checked on the first BN."""
+    """running = 0.01 * old + 0.99 * batch (docs/benchmarks.md §3.4 quirk), checked on the first BN."""
     torch.manual_seed(0)
     m = DSCNN().train()
     feats: list[torch.Tensor] = []

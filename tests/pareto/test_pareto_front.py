@@ -1,4 +1,4 @@
-"""Pareto front, hypervolume and iso-accuracy reduction on hand-computed cases (algorithm.md §9)."""
+"""Pareto front, hypervolume and iso-accuracy reduction on hand-computed cases (docs/method.md §9)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_hypervolume_hand_computed() -> None:
 
 
 def test_iso_accuracy_reduction_paper_figure() -> None:
-    # CIFAR-10 "Proposed" points and the w2a8 baseline read from the paper figure (algorithm.md §9):
+    # CIFAR-10 "Proposed" points and the w2a8 baseline read from the paper figure (docs/method.md §9):
     # the cheapest point reaching 71.8 % is 5.9 kB -> 69.59 %, the abstract reports 69.54 % vs w2.
     x = [2.9, 5.9, 15.3, 26.5, 59.0]
     y = [62.0, 72.8, 81.9, 84.4, 86.2]

@@ -1,4 +1,4 @@
-"""The Pareto report on a tiny synthetic sweep with the CIFAR-10 figure numbers (algorithm.md §9)."""
+"""The Pareto report on a tiny synthetic sweep with the CIFAR-10 figure numbers (docs/method.md §9)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jpq.errors import ConfigError, RunDirError
 from jpq.pareto.records import RESULT_COLUMNS, ResultReadWarning, write_result
 from jpq.pareto.report import front_summary, pareto_report
 
-# (size_kb, accuracy %, mpic_cycles, ne16_cycles), values read from the paper figures (algorithm.md §9)
+# (size_kb, accuracy %, mpic_cycles, ne16_cycles), values read from the paper figures (docs/method.md §9)
 JOINT = [(2.9, 62.0, 0.18e6, 0.53e5), (5.9, 72.8, 0.30e6, 0.80e5), (15.3, 81.9, 1.36e6, 1.12e5),
          (26.5, 84.4, 3.53e6, 1.64e5), (59.0, 86.2, 5.03e6, 1.86e5),
          (30.0, 80.0, 2.00e6, 1.00e5)]  # the last one is dominated in size
@@ -139,7 +139,7 @@ def test_report_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "sweep" / "pareto.csv").exists()  # nothing written on a bad request
 
 
-# the paper's PIT + MixPrec front on CIFAR-10 (size_kb, accuracy %), algorithm.md §9
+# the paper's PIT + MixPrec front on CIFAR-10 (size_kb, accuracy %), docs/method.md §9
 SEQUENTIAL = [(8.8, 66.7), (9.6, 75.8), (13.1, 79.0), (20.0, 83.6), (22.2, 84.2), (33.4, 85.1)]
 
 

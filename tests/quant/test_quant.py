@@ -1,4 +1,4 @@
-"""Quantizers against hand-computed cases (algorithm.md §2)."""
+"""Quantizers against hand-computed cases (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def _dscnn(**kw) -> object:
 def test_fit_meets_the_target_with_an_exact_integer_cost(metric: str, fraction: float) -> None:
     net = _dscnn()
     seed = evaluate_all(to_uniform(net.layer_specs(fresh=True), 8, 8))[metric]
-    assert seed == {"size_kb": 22.016, "ne16_cycles": 204_838}[metric]  # algorithm.md §5.6 reference
+    assert seed == {"size_kb": 22.016, "ne16_cycles": 204_838}[metric]  # docs/method.md §5.6 reference
     target = fraction * seed
     fit = fit_to_budget(net, metric, target)
     final = evaluate_all(net.layer_specs(fresh=True))

@@ -1,4 +1,4 @@
-"""Samplers, initial theta, rescale, temperature (algorithm.md §3)."""
+"""Samplers, initial theta, rescale, temperature (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sharing groups of the paper's seeds, exactly as algorithm.md §1.4 lists them."""
+"""Sharing groups of the paper's seeds, exactly as docs/method.md §1.4 lists them."""
 
 from __future__ import annotations
 
