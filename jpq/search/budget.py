@@ -1,4 +1,4 @@
-"""Budget mode: steer the search to a cost target instead of a fixed strength (docs/method.md §6).
+"""Budget mode: steer the search to a cost target instead of a fixed strength (docs/method.md §13).
 
 ``jpq search target.size_kb=8`` (or ``target.ne16_cycles=``, ``target.mpic_cycles=``, ``target.bitops=``,
 ``target.fraction=0.25`` of the 8-bit seed under the chosen ``cost``) replaces the constant ``strength``
