@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 # `make run`: the full comparison on the embedded default (conf/experiment/compare_digits.yaml):
 # joint sweep + mixprec + fixed-precision baselines, then the Pareto report
 RUN_DIR ?= outputs/make_run
+# parallel jobs of `make run` (each takes its share of the cores)
+JOBS ?= 2
 
 .PHONY: install run test lint clean
 
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/jpq search -m experiment=compare_digits hydra.sweep.dir=$(RUN_DIR)
+	$(BIN)/jpq search -m experiment=compare_digits hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) hydra.sweep.dir=$(RUN_DIR)
 	$(BIN)/jpq plot-pareto $(RUN_DIR)
 
 test: $(STAMP)

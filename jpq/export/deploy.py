@@ -114,7 +114,7 @@ def run_c(exe: Path, codes: np.ndarray, num_outputs: int) -> tuple[np.ndarray, f
     """int32 logits of the compiled program for ``uint8`` codes (N, input size), and µs per input."""
     work = exe.parent
     (work / "test_inputs.bin").write_bytes(np.ascontiguousarray(codes, dtype=np.uint8).tobytes())
-    out = _run([str(exe), "test_inputs.bin", "test_logits.bin"], work, "running jpq_test")
+    out = _run([str(exe.resolve()), "test_inputs.bin", "test_logits.bin"], work, "running jpq_test")
     logits = np.fromfile(work / "test_logits.bin", dtype="<i4").reshape(-1, num_outputs)
     us = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("us_per_input"))
     return logits, us

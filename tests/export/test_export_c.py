@@ -170,10 +170,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "run"
 
 
-def test_cli_export_target_c(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_target_c(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jpq.cli import main
 
-    assert main(["export", str(run_dir), "--target", "c", "--max-samples", "50"]) == 0
+    monkeypatch.chdir(run_dir.parent)  # a relative RUN_DIR, as typed in a shell
+    assert main(["export", run_dir.name, "--target", "c", "--max-samples", "50"]) == 0
     err = capsys.readouterr().err
     for text in ("C vs integer reference", "50/50 inputs", "bit-exact", "agreement with fake-quant",
                  "bytes = size_bits/8 + pad", "size_bits vs the run's", "scratch", "µs/input"):
