@@ -236,28 +236,14 @@ def export_run_c(
 ) -> dict[str, Any]:
     """The C export of a finished run into ``RUN_DIR/export/c/``, verified on its test split
     (``max_samples`` caps it). Raises :class:`~jpq.errors.RunDirError` for a run without a fine-tune."""
-    import json
-
-    from jpq.errors import RunDirError
-    from jpq.export.export import _resolve_data_dir
+    from jpq.export.export import load_test_split, read_result
     from jpq.export.load import load_run, run_config
-    from jpq.pipeline import load_data
 
     run_dir = Path(run_dir)
     find_compiler()
     net = load_run(run_dir)
     cfg = run_config(run_dir)
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError) as e:
-        raise RunDirError(f"{run_dir}/result.json is unreadable: {e}") from e
-    cfg.data_dir = _resolve_data_dir(cfg, run_dir)
-    if "download" in cfg.dataset:
-        cfg.dataset.download = False
-    cfg.progress = False
-    data = load_data(cfg)
-    x, y = data.test.x, data.test.y
-    if max_samples is not None:
-        x, y = x[:max_samples], y[:max_samples]
+    result = read_result(run_dir)
+    x, y = load_test_split(cfg, run_dir, max_samples)
     out = run_dir / "export" / "c"
     return export_c(net, out, x, y, size_bits_run=result.get("size_bits"), console=console)

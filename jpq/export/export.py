@@ -903,6 +903,28 @@ def _resolve_data_dir(cfg: Any, run_dir: Path) -> str:
     return str(data_dir.resolve())
 
 
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """``RUN_DIR/result.json``; :class:`RunDirError` when it is unreadable."""
+    try:
+        return json.loads((Path(run_dir) / "result.json").read_text())
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{run_dir}/result.json is unreadable: {e}") from e
+
+
+def load_test_split(cfg: Any, run_dir: Path, max_samples: int | None) -> tuple[Tensor, Tensor]:
+    """The run's test inputs and labels (at most ``max_samples``), read from its data folder without a
+    download or progress bars."""
+    from jpq.pipeline import load_data
+
+    cfg.data_dir = _resolve_data_dir(cfg, run_dir)
+    if "download" in cfg.dataset:
+        cfg.dataset.download = False
+    cfg.progress = False
+    data = load_data(cfg)
+    x, y = data.test.x, data.test.y
+    return (x, y) if max_samples is None else (x[:max_samples], y[:max_samples])
+
+
 def export_run(
     run_dir: str | Path,
     *,
@@ -922,22 +944,8 @@ def export_run(
     run_dir = Path(run_dir)
     net = load_run(run_dir)
     cfg = run_config(run_dir)
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError) as e:
-        raise RunDirError(f"{run_dir}/result.json is unreadable: {e}") from e
-    x = y = None
-    if verify:
-        from jpq.pipeline import load_data
-
-        cfg.data_dir = _resolve_data_dir(cfg, run_dir)
-        if "download" in cfg.dataset:
-            cfg.dataset.download = False
-        cfg.progress = False
-        data = load_data(cfg)
-        x, y = data.test.x, data.test.y
-        if max_samples is not None:
-            x, y = x[:max_samples], y[:max_samples]
+    result = read_result(run_dir)
+    x, y = load_test_split(cfg, run_dir, max_samples) if verify else (None, None)
     return export_net(
         net,
         run_dir / "export",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,21 +154,6 @@ def test_c_export_missing_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 # -- the command on a finished run --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jpq.cli import main
-
-    tmp = tmp_path_factory.mktemp("export_c_run")
-    argv = list(sys.argv)
-    try:
-        args = ["trainer=smoke", "progress=false", f"hydra.run.dir={tmp}/run", f"cache_dir={tmp}/cache"]
-        code = main(["search", *args])
-    finally:
-        sys.argv = argv  # the Hydra app rewrites sys.argv
-    assert code == 0 and (tmp / "run" / "result.json").is_file()
-    return tmp / "run"
-
-
 def test_cli_export_target_c(
     run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

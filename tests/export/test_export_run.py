@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,6 @@ from jpq.errors import RunDirError
 from jpq.export import export_run
 from jpq.export.export import _resolve_data_dir
 from jpq.export.load import load_exported
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jpq.cli import main
-
-    tmp = tmp_path_factory.mktemp("export_run")
-    argv = list(sys.argv)
-    try:
-        args = ["trainer=smoke", "progress=false", f"hydra.run.dir={tmp}/run", f"cache_dir={tmp}/cache"]
-        code = main(["search", *args])
-    finally:
-        sys.argv = argv  # the Hydra app rewrites sys.argv
-    assert code == 0 and (tmp / "run" / "result.json").is_file()
-    return tmp / "run"
 
 
 def test_export_run_writes_and_verifies(run_dir: Path) -> None:
