@@ -172,16 +172,20 @@ def a_bits_of(cfg: DictConfig) -> tuple[int, ...]:
 SEED_MAX = 2**32 - 1 - 16
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def _range(where: str, value: Any, lo: float, hi: float = math.inf, *, lo_open: bool = False) -> None:
     """``value`` is a finite number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); else ConfigError."""
     ok = isinstance(value, int | float) and math.isfinite(value) and value <= hi
     ok = ok and (value > lo if lo_open else value >= lo)
     if not ok:
-        left = "(" if lo_open else "["
-        right = "]" if math.isfinite(hi) else ")"
-        span = f"{left}{lo:g}, {hi:g}{right}" if math.isfinite(hi) else f"{'>' if lo_open else '>='} {lo:g}"
-        raise ConfigError(f"{where} must be a finite number {'in ' if math.isfinite(hi) else ''}{span}, "
-                          f"got {value}")
+        if math.isfinite(hi):
+            span = f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]"
+        else:
+            span = f"{'>' if lo_open else '>='} {_num(lo)}"
+        raise ConfigError(f"{where} must be a finite number {span}, got {value}")
 
 
 def _optional_min(where: str, value: Any, lo: int) -> None:
