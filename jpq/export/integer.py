@@ -225,7 +225,10 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         s_out, _, qmax = pact_params(out)
         y_dtype = "u8"
     acc_unit = s_w / x.scale  # real value of one accumulator step
-    fp = [fixed_point(float(u * s_out)) for u in acc_unit]
+    try:
+        fp = [fixed_point(float(u * s_out)) for u in acc_unit]
+    except ValueError as e:  # e.g. a scale too small for a 62-bit shift
+        raise UnsupportedModelError(f"layer {lay.name}: {e}") from e
     shifts = np.array([s for _, s in fp], dtype=np.float64)
     bias_real = lay.bias.double().numpy() * s_out * np.exp2(shifts)
     if (np.abs(bias_real) >= 2.0**62).any():
@@ -259,7 +262,10 @@ def _lower_add(name: str, a: ITensor, b: ITensor, out: Pact, shape: tuple[int, i
     if a.dtype != "u8" or b.dtype != "u8" or a.zp or b.zp:
         raise UnsupportedModelError(f"add {name}: both operands must be PACT outputs")
     s_out, _, qmax = pact_params(out)
-    mult, shift = common_fixed_point([s_out / a.scale, s_out / b.scale])
+    try:
+        mult, shift = common_fixed_point([s_out / a.scale, s_out / b.scale])
+    except ValueError as e:
+        raise UnsupportedModelError(f"add {name}: {e}") from e
     table = None
     if (a.vmax + 1) * (b.vmax + 1) <= ADD_TABLE_BYTES:
         # the fake-quant add of every code pair: PACT_out(q_a / S_a + q_b / S_b) in float32
