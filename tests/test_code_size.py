@@ -1,7 +1,8 @@
 """Code size limits: no function over 80 lines, no module over 400; see docs/architecture.md §5.
 
-Covers the modules split so far (and the modules split out of them); the set is meant to grow to all
-of jpq/.
+Covers every module of jpq/. ``KNOWN`` lists what is still over a limit and waits for its split (the
+export, the pipeline's run and the Pareto report): nothing else may grow past the limits, and an entry is
+removed once its split lands.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 400
-CHECKED = sorted(
-    {
-        ROOT / "jpq" / "search" / "convert.py",
-        ROOT / "jpq" / "search" / "groups.py",
-        ROOT / "jpq" / "train" / "loop.py",
-        ROOT / "jpq" / "train" / "checkpoint.py",
-        *(ROOT / "jpq" / "data").glob("synthetic*.py"),
-    }
-)
+CHECKED = sorted((ROOT / "jpq").rglob("*.py"))
+# still over a limit: "module" for the line count, else the function's name
+KNOWN = {
+    "jpq/export/export.py": {"module", "write_packed", "export_net"},
+    "jpq/pipeline.py": {"module", "run", "search_and_finetune"},
+    "jpq/pareto/report.py": {"pareto_report"},
+}
 
 
 def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -44,12 +43,14 @@ def test_the_checked_modules_exist() -> None:
 @pytest.mark.parametrize("path", CHECKED, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_module_and_function_sizes(path: Path) -> None:
     text = path.read_text()
+    known = KNOWN.get(path.relative_to(ROOT).as_posix(), set())
     n_lines = len(text.splitlines())
-    assert n_lines <= MAX_MODULE_LINES, f"{path.name} has {n_lines} lines (> {MAX_MODULE_LINES})"
+    if "module" not in known:
+        assert n_lines <= MAX_MODULE_LINES, f"{path.name} has {n_lines} lines (> {MAX_MODULE_LINES})"
     long = {
         f"{fn.name} (line {fn.lineno})": _lines(fn)
         for fn in _functions(ast.parse(text))
-        if _lines(fn) > MAX_FUNCTION_LINES
+        if _lines(fn) > MAX_FUNCTION_LINES and fn.name not in known
     }
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines in {path.name}: {long}"
 
