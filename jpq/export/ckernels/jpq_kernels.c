@@ -48,8 +48,27 @@ static void store(const jpq_layer_t *l, int32_t oc, int32_t idx, int32_t acc, ui
     }
 }
 
+/* one output position's sum over the kernel window of one input channel map x (zero padding skipped) */
+static int32_t window_dot(const jpq_layer_t *l, const uint8_t *x, const int8_t *wk, int32_t oy, int32_t ox) {
+    int32_t ky, kx, acc = 0;
+    for (ky = 0; ky < l->kh; ky++) {
+        int32_t iy = oy * l->sh - l->ph + ky * l->dh;
+        if (iy < 0 || iy >= l->in_h) {
+            continue;
+        }
+        for (kx = 0; kx < l->kw; kx++) {
+            int32_t ix = ox * l->sw - l->pw + kx * l->dw;
+            if (ix < 0 || ix >= l->in_w) {
+                continue;
+            }
+            acc += wk[ky * l->kw + kx] * ((int32_t)x[iy * l->in_w + ix] + l->in_offset);
+        }
+    }
+    return acc;
+}
+
 void jpq_conv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32, int8_t *wrow) {
-    int32_t bi, oc, oy, ox, ic, ky, kx;
+    int32_t bi, oc, oy, ox, ic;
     int32_t len = l->in_c * l->kh * l->kw;
     for (bi = 0; bi < l->n_blocks; bi++) {
         const jpq_block_t *b = &l->blocks[bi];
@@ -59,21 +78,7 @@ void jpq_conv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t 
                 for (ox = 0; ox < l->out_w; ox++) {
                     int32_t acc = 0;
                     for (ic = 0; ic < l->in_c; ic++) {
-                        const uint8_t *x = in + ic * l->in_h * l->in_w;
-                        const int8_t *wk = wrow + ic * l->kh * l->kw;
-                        for (ky = 0; ky < l->kh; ky++) {
-                            int32_t iy = oy * l->sh - l->ph + ky * l->dh;
-                            if (iy < 0 || iy >= l->in_h) {
-                                continue;
-                            }
-                            for (kx = 0; kx < l->kw; kx++) {
-                                int32_t ix = ox * l->sw - l->pw + kx * l->dw;
-                                if (ix < 0 || ix >= l->in_w) {
-                                    continue;
-                                }
-                                acc += wk[ky * l->kw + kx] * ((int32_t)x[iy * l->in_w + ix] + l->in_offset);
-                            }
-                        }
+                        acc += window_dot(l, in + ic * l->in_h * l->in_w, wrow + ic * l->kh * l->kw, oy, ox);
                     }
                     store(l, oc, (oc * l->out_h + oy) * l->out_w + ox, acc, out_u8, out_i32);
                 }
@@ -83,7 +88,7 @@ void jpq_conv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t 
 }
 
 void jpq_dwconv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32, int8_t *wrow) {
-    int32_t bi, oc, oy, ox, ky, kx;
+    int32_t bi, oc, oy, ox;
     int32_t len = l->kh * l->kw;
     for (bi = 0; bi < l->n_blocks; bi++) {
         const jpq_block_t *b = &l->blocks[bi];
@@ -92,21 +97,8 @@ void jpq_dwconv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_
             unpack_row(b, oc, len, wrow);
             for (oy = 0; oy < l->out_h; oy++) {
                 for (ox = 0; ox < l->out_w; ox++) {
-                    int32_t acc = 0;
-                    for (ky = 0; ky < l->kh; ky++) {
-                        int32_t iy = oy * l->sh - l->ph + ky * l->dh;
-                        if (iy < 0 || iy >= l->in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < l->kw; kx++) {
-                            int32_t ix = ox * l->sw - l->pw + kx * l->dw;
-                            if (ix < 0 || ix >= l->in_w) {
-                                continue;
-                            }
-                            acc += wrow[ky * l->kw + kx] * ((int32_t)x[iy * l->in_w + ix] + l->in_offset);
-                        }
-                    }
-                    store(l, oc, (oc * l->out_h + oy) * l->out_w + ox, acc, out_u8, out_i32);
+                    store(l, oc, (oc * l->out_h + oy) * l->out_w + ox, window_dot(l, x, wrow, oy, ox), out_u8,
+                          out_i32);
                 }
             }
         }
