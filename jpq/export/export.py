@@ -40,7 +40,14 @@ from jpq.errors import RunDirError
 from jpq.export.manifest import write_packed
 from jpq.export.plan import ExportedLayer, GroupPlan, export_layers, plan_groups
 from jpq.export.surgery import pruned_graph
-from jpq.export.verify import checks, kept_ok, print_report, random_inputs, roundtrip, verify_export
+from jpq.export.verify import (
+    channel_counts_match,
+    checks,
+    print_report,
+    random_inputs,
+    roundtrip,
+    verify_export,
+)
 from jpq.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from jpq.search import SearchableNet
 
@@ -84,10 +91,18 @@ def _layer_rows(manifest: dict[str, Any], arch: dict[str, Any]) -> list[dict[str
 
 
 def _record(
-    out_dir: Path, manifest: dict[str, Any], arch: dict[str, Any], *, onnx: bool, **measured: Any
+    out_dir: Path,
+    manifest: dict[str, Any],
+    arch: dict[str, Any],
+    *,
+    onnx: bool,
+    size_bits: float,
+    size_bits_run: float | None,
+    roundtrip_ok: bool,
+    roundtrip_max_abs_err: float,
+    kept_ok: bool,
 ) -> dict[str, Any]:
-    """The ``verify.json`` record before the predictions: files, formats, sizes and the exact checks
-    (``measured``: size_bits, size_bits_run, roundtrip_ok, roundtrip_max_abs_err, kept_ok)."""
+    """The ``verify.json`` record before the predictions: files, formats, sizes and the exact checks."""
     totals = manifest["totals"]
     return {
         "export_dir": str(out_dir),
@@ -95,17 +110,17 @@ def _record(
         + (["model.onnx"] if onnx else []),
         "model_format": "state_dict of the exported torch.fx.GraphModule: jpq.export.load.load_exported",
         "onnx_format": "float32 initializers (fake-quantized values), PACT as Clip/Mul/Floor/Div; opset 17",
-        "size_bits": measured["size_bits"],
-        "size_bits_run": measured["size_bits_run"],
+        "size_bits": size_bits,
+        "size_bits_run": size_bits_run,
         "packed_weight_bits": totals["weight_bits"],
         "packed_weight_bytes_exact": totals["weight_bits"] / 8,
         "packed_weight_bytes": totals["weight_bytes"],
         "padding_bits": totals["padding_bits"],
         "weights_bin_bytes": totals["file_bytes"],
-        "roundtrip_ok": bool(measured["roundtrip_ok"]),
-        "roundtrip_max_abs_err": measured["roundtrip_max_abs_err"],
+        "roundtrip_ok": bool(roundtrip_ok),
+        "roundtrip_max_abs_err": roundtrip_max_abs_err,
         "bias_saturated": sum(lay["bias_saturated"] for lay in manifest["layers"]),
-        "kept_ok": measured["kept_ok"],
+        "kept_ok": kept_ok,
         "layers": _layer_rows(manifest, arch),
         "predictions": None,
     }
@@ -167,7 +182,7 @@ def export_net(
         size_bits_run=size_bits_run,
         roundtrip_ok=rt_ok,
         roundtrip_max_abs_err=err,
-        kept_ok=kept_ok(net, plans, model),
+        kept_ok=channel_counts_match(net, plans, model),
     )
     if verify:
         rec["predictions"] = verify_export(

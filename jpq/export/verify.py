@@ -220,7 +220,7 @@ def roundtrip(export_dir: Path, layers: Sequence[ExportedLayer]) -> tuple[bool, 
     return ok and err == 0.0, err
 
 
-def kept_ok(net: SearchableNet, plans: Sequence[GroupPlan], model: fx.GraphModule) -> bool:
+def channel_counts_match(net: SearchableNet, plans: Sequence[GroupPlan], model: fx.GraphModule) -> bool:
     """Every exported Conv/Linear has exactly the kept channel counts of the arch (§8 steps 3-4)."""
     mods = dict(model.named_modules())
     for li in net.layers:
