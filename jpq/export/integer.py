@@ -41,8 +41,10 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from jpq.errors import UnsupportedModelError
-from jpq.export.export import ExportedLayer, OutputOrder, Pact, build_model, export_layers, plan_groups
+from jpq.export.modules import OutputOrder, Pact
 from jpq.export.pack import pack_bits
+from jpq.export.plan import ExportedLayer, export_layers, plan_groups
+from jpq.export.surgery import pruned_graph as build_model
 from jpq.quant.activations import PACT_EPS
 from jpq.quant.fixed import common_fixed_point, fixed_point
 from jpq.search import SearchableNet

@@ -79,7 +79,8 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
 def load_exported(run_dir: Path, *, map_location: str = "cpu") -> torch.nn.Module:
     """The exported plain network of ``run_dir`` (``jpq export``): rebuilt from the run by the export's
     graph surgery, with the tensors of ``RUN_DIR/export/model.pt`` loaded (``weights_only=True``)."""
-    from jpq.export.export import MODEL_FORMAT, exported_model
+    from jpq.export.export import MODEL_FORMAT
+    from jpq.export.surgery import exported_model
 
     path = Path(run_dir) / "export" / "model.pt"
     if not path.is_file():

@@ -25,14 +25,14 @@ FORMAT = "jpq-pit-model-1"
 def pruned_float_model(net: SearchableNet) -> nn.Module:
     """The PIT result as a plain float network with the pruned channels physically removed, built by the
     export's graph surgery (consumers' input channels follow, adds and flattens included)."""
-    from jpq.export.export import exported_model
+    from jpq.export.surgery import exported_model
 
     return exported_model(net).train()
 
 
 def kept_channels(net: SearchableNet) -> list[int]:
     """Kept output channels per sharing group of a discretized PIT net."""
-    from jpq.export.export import plan_groups
+    from jpq.export.plan import plan_groups
 
     return [len(p.order) for p in plan_groups(net)]
 

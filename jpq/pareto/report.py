@@ -279,6 +279,38 @@ def _title(df: pd.DataFrame) -> str | None:
     return " / ".join(parts) or None
 
 
+def _collect(root: Path, console: Console) -> pd.DataFrame:
+    """Every run's record under ``root``; the collection's warnings go to the console and stay warnings."""
+    if not root.is_dir():
+        raise RunDirError(f"results folder {root} does not exist" if not root.exists()
+                          else f"{root} is not a folder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = collect_results(root)
+    for w in caught:
+        console.print(f"[yellow]warning:[/yellow] {w.message}")
+        warnings.warn(str(w.message), w.category, stacklevel=3)
+    if df.empty:
+        raise RunDirError(f"no readable result.json under {root}")
+    return df
+
+
+def _metrics(df: pd.DataFrame, root: Path, *, x: str | None, y: str, group_by: str) -> tuple[list[str], str]:
+    """The cost metrics to draw and the primary one (``on_front``, ``pareto.png``, the summary), after the
+    checks of ``x``, ``y`` and ``group_by`` against the collected columns."""
+    numeric = _numeric_columns(df)
+    _check_column(df, y, "y", numeric)
+    if group_by not in df.columns:
+        raise ConfigError(f"unknown group_by column {group_by!r}; valid: {', '.join(map(str, df.columns))}")
+    if x is not None:
+        _check_column(df, x, "x", numeric)
+        return [x], x
+    metrics = [m for m in COST_METRICS if m in df.columns and df[m].notna().any()]
+    if not metrics:
+        raise RunDirError(f"no result under {root} has a cost metric ({', '.join(COST_METRICS)})")
+    return metrics, "size_kb" if "size_kb" in metrics else metrics[0]
+
+
 def pareto_report(
     root: str | Path,
     *,
@@ -312,32 +344,8 @@ def pareto_report(
     # a log file or pipe gets rich's 80 columns, too narrow for the summary: use a wide page there
     console = console if console is not None else Console(width=None if sys.stdout.isatty() else 150)
     root = Path(root)
-    if not root.is_dir():
-        raise RunDirError(f"results folder {root} does not exist" if not root.exists()
-                          else f"{root} is not a folder")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = collect_results(root)
-    for w in caught:
-        console.print(f"[yellow]warning:[/yellow] {w.message}")
-        warnings.warn(str(w.message), w.category, stacklevel=2)
-    if df.empty:
-        raise RunDirError(f"no readable result.json under {root}")
-
-    numeric = _numeric_columns(df)
-    _check_column(df, y, "y", numeric)
-    if group_by not in df.columns:
-        raise ConfigError(f"unknown group_by column {group_by!r}; valid: {', '.join(map(str, df.columns))}")
-    if x is None:
-        metrics = [m for m in COST_METRICS if m in df.columns and df[m].notna().any()]
-        if not metrics:
-            raise RunDirError(f"no result under {root} has a cost metric ({', '.join(COST_METRICS)})")
-        primary = "size_kb" if "size_kb" in metrics else metrics[0]
-    else:
-        _check_column(df, x, "x", numeric)
-        metrics = [x]
-        primary = x
-
+    df = _collect(root, console)
+    metrics, primary = _metrics(df, root, x=x, y=y, group_by=group_by)
     df = aggregate_seeds(df, stats=[y, *metrics])  # points that differ only in seed: their means
     df = df.assign(on_front=front_mask_by_group(df, x=primary, y=y, group_by=group_by))
     keys = group_keys(df, group_by)

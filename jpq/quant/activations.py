@@ -57,8 +57,7 @@ class _Pact(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
-        span = hi if lo is None else hi - lo
-        scale = level / (span.detach() + PACT_EPS)
+        scale = pact_scale(level, hi.detach(), None if lo is None else lo.detach())
         ctx.save_for_backward(x, hi, lo if lo is not None else hi)
         ctx.signed = lo is not None
         return _quantize(x, lo, hi, scale)
@@ -99,8 +98,7 @@ class _MixedPact(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, theta: Tensor, levels: Tensor):  # type: ignore[override]
-        span = hi if lo is None else hi - lo
-        scales = levels / (span.detach() + PACT_EPS)
+        scales = pact_scale(levels, hi.detach(), None if lo is None else lo.detach())
         # integer levels q_j = floor(S_j * clamp(x)); the 1/S_j goes into the mixture weights, which
         # saves one full pass per precision: out = sum_j (theta_j / S_j) * q_j
         qs = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j], divide=False)
@@ -181,11 +179,24 @@ def mixed_pact(
     return mixed.apply(x, lo, hi, theta, lv)
 
 
+def pact_scale(levels: Tensor, hi: Tensor, lo: Tensor | None = None) -> Tensor:
+    """The forward scale ``S = (2^a - 1) / (hi - lo + 1e-3)`` (``lo = 0`` when unsigned) of PACT (§2.2)."""
+    span = hi if lo is None else hi - lo
+    return levels / (span + PACT_EPS)
+
+
+def fixed_pact(x: Tensor, hi: Tensor, levels: Tensor, lo: Tensor | None = None) -> Tensor:
+    """Single-precision PACT with tensor clips, ``floor(S * clamp(x, lo or 0, hi)) / S``, in plain torch
+    operations (no custom autograd): what the exported graph and its ONNX file run."""
+    scale = pact_scale(levels, hi, lo)
+    xc = torch.clamp(x, min=0.0).clamp(max=hi) if lo is None else torch.clamp(x, lo, hi)
+    return torch.floor(xc * scale) / scale
+
+
 def pact(x: Tensor, clip: float | Tensor, bits: int) -> Tensor:
     """Single-precision unsigned PACT (reference for tests and export)."""
     c = torch.as_tensor(clip, dtype=x.dtype, device=x.device)
-    s = (2.0**bits - 1.0) / (c + PACT_EPS)
-    return torch.floor(torch.clamp(x, min=0.0).clamp(max=float(c)) * s) / s
+    return fixed_pact(x, c, torch.tensor(2.0**bits - 1.0, dtype=x.dtype, device=x.device))
 
 
 def act_scale(hi: Tensor, bits: Tensor, lo: Tensor | None = None) -> Tensor:

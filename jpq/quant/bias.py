@@ -16,6 +16,11 @@ from torch import Tensor
 _ATOL = 1e-8
 
 
+def _levels(b: Tensor, s_b: Tensor, keep: Tensor) -> Tensor:
+    """The integer levels ``round(b / s_b)``, 0 where not ``keep``."""
+    return torch.round(b / torch.where(keep, s_b, torch.ones_like(s_b))).mul_(keep)
+
+
 class _QuantBias(torch.autograd.Function):
     """``round(b / s) * s`` (0 where ``s`` ~ 0) in one node: this runs for every layer at every step, and
     the composite of isclose/where/round/STE ops costs a dozen small kernels forward and backward."""
@@ -23,8 +28,7 @@ class _QuantBias(torch.autograd.Function):
     @staticmethod
     def forward(ctx, b: Tensor, s_b: Tensor) -> Tensor:  # type: ignore[override]
         keep = s_b.abs() > _ATOL  # torch.isclose(s_b, 0) with its default atol, negated
-        safe = torch.where(keep, s_b, torch.ones_like(s_b))
-        q = torch.round(b / safe).mul_(keep)  # integer levels, 0 where s_b ~ 0
+        q = _levels(b, s_b, keep)
         ctx.save_for_backward(keep, q)
         ctx.shapes = (b.shape, s_b.shape)
         return q * s_b
@@ -40,3 +44,8 @@ class _QuantBias(torch.autograd.Function):
 def quantize_bias(b: Tensor, s_b: Tensor) -> Tensor:
     """``round(b / s_b) * s_b`` with the identity STE in ``b``; 0 where ``s_b`` is ~0."""
     return _QuantBias.apply(b, s_b)
+
+
+def bias_integers(b: Tensor, s_b: Tensor) -> Tensor:
+    """The integers of :func:`quantize_bias`: ``round(b / s_b)``, 0 where ``s_b`` is ~0 (no clipping)."""
+    return _levels(b, s_b, s_b.abs() > _ATOL)

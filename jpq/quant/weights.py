@@ -42,10 +42,15 @@ def grid_scales(w: Tensor, grid: WeightGrid) -> Tensor:
     return rng.unsqueeze(0) / grid.levels * grid.nonzero
 
 
+def _levels(flat: Tensor, s: Tensor, upper: Tensor) -> Tensor:
+    """The integer levels ``min(round(W/s), upper)`` (``W`` itself rounded where s = 0)."""
+    safe = torch.where(s > 0, s, torch.ones_like(s))
+    return torch.minimum(torch.round(flat / safe), upper)
+
+
 def _quantize(flat: Tensor, s: Tensor, upper: Tensor) -> Tensor:
     """``min(round(W/s), upper) * s`` for every precision: (P, C, K); zeros where s = 0."""
-    safe = torch.where(s > 0, s, torch.ones_like(s))
-    return torch.minimum(torch.round(flat.unsqueeze(0) / safe), upper) * s
+    return _levels(flat.unsqueeze(0), s, upper) * s
 
 
 def channel_scales(w: Tensor, bits: Tensor) -> Tensor:
@@ -110,3 +115,13 @@ def quantize_weight(w: Tensor, bits_per_channel: Sequence[int] | Tensor) -> Tens
     q = quantize_all(w, levels)  # (P, C, K)
     pick = (b.view(1, -1) == levels.view(-1, 1)).to(w.dtype)  # (P, C)
     return torch.einsum("pc,pck->ck", pick, q).reshape(w.shape)
+
+
+def weight_integers(w: Tensor, bits_per_channel: Sequence[int] | Tensor, scales: Tensor) -> Tensor:
+    """The integers of ``Q_p(W)`` with one precision per output channel (§2.1):
+    ``min(round(W_c / s_c), 2^(p_c - 1) - 1)``, shaped like ``w``, so that ``Q_p(W_c) = q_c * s_c`` exactly
+    (the float operations of :func:`quantize_all`); ``scales`` (C,) are the ``s_c(p_c)``, 0 rows where 0."""
+    upper = weight_grid(torch.as_tensor(bits_per_channel, device=w.device), w.dtype).upper.view(-1, 1)
+    s = scales.reshape(-1, 1)
+    q = _levels(w.detach().reshape(w.shape[0], -1), s, upper)
+    return torch.where(s > 0, q, torch.zeros_like(q)).reshape(w.shape)

@@ -22,7 +22,8 @@ from jpq.cost import evaluate_all
 from jpq.data.base import InputQuant
 from jpq.errors import UnsupportedModelError
 from jpq.export import OutputOrder, Pact, export_net, precision_order, read_weights
-from jpq.export.export import MODEL_FORMAT, exported_model
+from jpq.export.export import MODEL_FORMAT
+from jpq.export.surgery import exported_model
 from jpq.models.digits import DigitsCNN
 from jpq.models.dscnn import DSCNN
 from jpq.models.resnet8 import ResNet8
