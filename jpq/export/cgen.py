@@ -168,12 +168,10 @@ def _call(op: ConvOp | AddOp | PoolOp, ptr: dict[str, str], idents: dict[str, st
             return f"    {fn}({lay}, {p(op.x)}, {out});\n"
         fn = "jpq_dwconv" if op.kind == "dw" else "jpq_conv"
         return f"    {fn}({lay}, {p(op.x)}, {out}, wrow);\n"
-    if isinstance(op, AddOp) and op.table is not None:
-        return (f"    jpq_add_table({p(op.a)}, {p(op.b)}, {op.y.numel}, add_table_{idents[op.name]}, "
-                f"{op.b.vmax + 1}, {p(op.y)});\n")
     if isinstance(op, AddOp):
-        return (f"    jpq_add({p(op.a)}, {p(op.b)}, {op.y.numel}, {op.mult[0]}, {op.mult[1]}, {op.shift}, "
-                f"{op.qmax}, {p(op.y)});\n")
+        ident = idents[op.name]
+        return (f"    jpq_add({p(op.a)}, {p(op.b)}, {op.y.numel}, {ident}_value_a, {ident}_value_b, "
+                f"0x{op.scale_bits:08x}u, 0x{op.clip_bits:08x}u, {p(op.y)});\n")
     (c, h, w), (_, oh, ow) = op.x.shape, op.y.shape
     kh, kw = op.kernel
     sh, sw = op.stride
@@ -221,10 +219,10 @@ def _model_c(prog: IntProgram, offsets: dict[str, int], idents: dict[str, str]) 
     order = prog.output_order or list(range(prog.num_outputs))
     lines.append(_array("int16_t", "output_order", np.asarray(order)))
     for op in prog.ops:
-        if isinstance(op, AddOp) and op.table is not None:
-            nb = op.b.vmax + 1
-            lines.append(f"/* {op.name}: the fake-quant add of every code pair, out = t[a * {nb} + b] */\n")
-            lines.append(_array("uint8_t", f"add_table_{idents[op.name]}", op.table))
+        if isinstance(op, AddOp):
+            lines.append(f"/* {op.name}: the real values of the operand codes, as binary32 bit patterns */\n")
+            for side, values in (("a", op.value_a), ("b", op.value_b)):
+                lines.append(_array("uint32_t", f"{idents[op.name]}_value_{side}", values, 8, "u"))
     lines.append("\nvoid jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch) {\n")
     ptr = {prog.input.name: "in"}
     taken: set[str] = set()

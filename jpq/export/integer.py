@@ -21,11 +21,12 @@ The bias (§2.3) enters as the 64-bit offset ``B_c`` of the requantization, at t
 up to half an accumulator step and flip ~0.1 % of the PACT floors, which random networks with close
 logits turn into a few % of changed predictions. The output layer (float logits in the fake-quant
 network) writes ``int32`` logits at ``LOGIT_SCALE`` codes per unit.
-A residual add rescales both operands to the output scale: ``clamp(floor(q_a M_a + q_b M_b), 0, qmax)``.
-The fake-quant network adds the operands' float32 values and floors again, which loses one step for
-~5-15 % of the code pairs (``floor(fl(q_a/S + q_b/S) * S) = q_a + q_b - 1``); when both operands have at
-most ``ADD_TABLE_BYTES`` code pairs (<= 4-bit activations, where one step is coarse) the add is a lookup
-table of exactly those float32 results instead, so the integer network keeps the trained behaviour.
+A residual add computes what the fake-quant network computes: the float32 sum of the operands' values
+``fl(q_a / S_a)``, ``fl(q_b / S_b)`` (two tables of float32 bit patterns), clamped to the output clip,
+times ``S_out`` in float32, floored; the float32 operations are done on the bit patterns with integers
+(:mod:`jpq.export.softfloat`). An exact integer sum would differ: the real sum often lies exactly on an
+output level, and the float32 sum then falls one step below it for ~5-20 % of the code pairs, a bias that
+the trained network has and that an exact add would remove (enough to flip a few % of the predictions).
 """
 
 from __future__ import annotations
@@ -43,14 +44,13 @@ from torch.fx.passes.shape_prop import ShapeProp
 from jpq.errors import UnsupportedModelError
 from jpq.export.export import ExportedLayer, OutputOrder, Pact, build_model, export_layers, plan_groups
 from jpq.export.pack import pack_bits
+from jpq.export.softfloat import f32_bits
 from jpq.quant.activations import PACT_EPS
-from jpq.quant.fixed import common_fixed_point, fixed_point
+from jpq.quant.fixed import fixed_point
 from jpq.search import SearchableNet
 
 #: int32 logits are the real logits times this (2^16: a resolution of 1.5e-5, |logit| < 32768)
 LOGIT_SCALE = 2**16
-#: the largest add lookup table ((qmax_a + 1) * (qmax_b + 1) bytes; two 4-bit operands need 225)
-ADD_TABLE_BYTES = 256
 _I32_MAX = 2**31 - 1
 _ALIAS_MODULES = (nn.ReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten)
 _ADDS = (operator.add, torch.add, operator.iadd)
@@ -114,14 +114,17 @@ class ConvOp:
 
 @dataclass
 class AddOp:
+    """``y = floor(fl(min(fl(value_a[q_a] + value_b[q_b]), clip) * scale))`` in float32 (module docstring)."""
+
     name: str
     a: ITensor
     b: ITensor
     y: ITensor
-    mult: tuple[int, int]
-    shift: int
+    value_a: np.ndarray  # uint32 float32 bit patterns of q / S_a, q = 0..vmax_a
+    value_b: np.ndarray
+    scale_bits: int  # float32 S_out
+    clip_bits: int  # float32 clip of the output PACT
     qmax: int
-    table: bytes | None = None  # out = table[q_a * (qmax_b + 1) + q_b] (module docstring)
 
 
 @dataclass
@@ -258,22 +261,23 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
     )
 
 
+def _values(t: ITensor) -> np.ndarray:
+    """The fake-quant values ``fl(q / S)`` of every code of ``t``, as float32 bit patterns."""
+    v = torch.arange(t.vmax + 1, dtype=torch.float32).div_(t.scale)
+    return f32_bits(v).numpy().astype(np.uint32)
+
+
 def _lower_add(name: str, a: ITensor, b: ITensor, out: Pact, shape: tuple[int, int, int]) -> AddOp:
     if a.dtype != "u8" or b.dtype != "u8" or a.zp or b.zp:
         raise UnsupportedModelError(f"add {name}: both operands must be PACT outputs")
     s_out, _, qmax = pact_params(out)
     try:
-        mult, shift = common_fixed_point([s_out / a.scale, s_out / b.scale])
-    except ValueError as e:
+        scale, clip = (int(f32_bits(torch.tensor(v, dtype=torch.float32))) for v in (s_out, float(out.clip)))
+        value_a, value_b = _values(a), _values(b)
+    except ValueError as e:  # a subnormal or non-finite scale
         raise UnsupportedModelError(f"add {name}: {e}") from e
-    table = None
-    if (a.vmax + 1) * (b.vmax + 1) <= ADD_TABLE_BYTES:
-        # the fake-quant add of every code pair: PACT_out(q_a / S_a + q_b / S_b) in float32
-        va = torch.arange(a.vmax + 1, dtype=torch.float32) / torch.tensor(a.scale, dtype=torch.float32)
-        vb = torch.arange(b.vmax + 1, dtype=torch.float32) / torch.tensor(b.scale, dtype=torch.float32)
-        table = pact_codes(out, va.view(-1, 1) + vb.view(1, -1)).to(torch.uint8).numpy().tobytes()
     y = ITensor(name, shape, "u8", s_out, 0, qmax)
-    return AddOp(name, a, b, y, (mult[0], mult[1]), shift, qmax, table)
+    return AddOp(name, a, b, y, value_a, value_b, scale, clip, qmax)
 
 
 def _lower_pool(name: str, m: nn.Module, x: ITensor, shape: tuple[int, int, int]) -> PoolOp:
