@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, IntProgram, ITensor, PoolOp
+from jpq.export.integer import AddOp, ConvOp, IntProgram, ITensor, PoolOp
 
 KERNEL_FILES = ("jpq_kernels.c", "jpq_kernels.h", "main.c")
 SOURCES = ("model.c", "weights.c", "jpq_kernels.c")
@@ -204,7 +204,7 @@ def _model_h(prog: IntProgram, scratch: int) -> str:
 #define JPQ_INPUT_SIZE {x.numel}
 #define JPQ_OUTPUT_SIZE {prog.num_outputs}
 #define JPQ_SCRATCH_SIZE {scratch}
-#define JPQ_LOGIT_SCALE {LOGIT_SCALE}
+#define JPQ_LOGIT_SCALE {prog.logit_scale}
 
 void jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch);
 

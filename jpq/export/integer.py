@@ -20,7 +20,8 @@ The bias (§2.3) enters as the 64-bit offset ``B_c`` of the requantization, at t
 (``2^-s_c`` output steps): an int32 bias in accumulator units would move every activation of a channel by
 up to half an accumulator step and flip ~0.1 % of the PACT floors, which random networks with close
 logits turn into a few % of changed predictions. The output layer (float logits in the fake-quant
-network) writes ``int32`` logits at ``LOGIT_SCALE`` codes per unit.
+network) writes ``int32`` logits at ``2^k`` codes per unit, the finest scale at which they cannot overflow
+(:func:`logit_scale`; a coarse fixed scale ties close logits of random networks).
 A residual add computes what the fake-quant network computes: the float32 sum of the operands' values
 ``fl(q_a / S_a)``, ``fl(q_b / S_b)`` (two tables of float32 bit patterns), clamped to the output clip,
 times ``S_out`` in float32, floored; the float32 operations are done on the bit patterns with integers
@@ -32,8 +33,8 @@ the trained network has and that an exact add would remove (enough to flip a few
 from __future__ import annotations
 
 import copy
+import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,117 +44,18 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from jpq.errors import UnsupportedModelError
 from jpq.export.export import ExportedLayer, OutputOrder, Pact, build_model, export_layers, plan_groups
+from jpq.export.intprog import AddOp, Block, ConvOp, IntProgram, ITensor, PoolOp
 from jpq.export.pack import pack_bits
 from jpq.export.softfloat import f32_bits
 from jpq.quant.activations import PACT_EPS
 from jpq.quant.fixed import fixed_point
 from jpq.search import SearchableNet
 
-#: int32 logits are the real logits times this (2^16: a resolution of 1.5e-5, |logit| < 32768)
-LOGIT_SCALE = 2**16
+#: the finest logit scale 2^k (int32 logits are the real logits times the program's logit scale)
+MAX_LOGIT_SHIFT = 30
 _I32_MAX = 2**31 - 1
 _ALIAS_MODULES = (nn.ReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten)
 _ADDS = (operator.add, torch.add, operator.iadd)
-
-
-@dataclass
-class ITensor:
-    """An integer activation tensor: codes of shape ``(C, H, W)`` (1-D and flat tensors use H = 1, W = 1)."""
-
-    name: str
-    shape: tuple[int, int, int]
-    dtype: str  # "u8" | "i32"
-    scale: float  # S: codes per real unit
-    zp: int  # real value = (code + zp) / S
-    vmax: int  # bound of |code + zp| (for the int32 overflow check)
-    buffer: str = ""  # the tensor whose storage it shares (flatten/dropout/relu alias), else itself
-
-    @property
-    def numel(self) -> int:
-        return self.shape[0] * self.shape[1] * self.shape[2]
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * (1 if self.dtype == "u8" else 4)
-
-
-@dataclass
-class Block:
-    """Rows ``[start, stop)`` of a layer at one weight precision, bit-packed (:mod:`jpq.export.pack`)."""
-
-    bits: int
-    start: int
-    stop: int
-    data: bytes
-    padding_bits: int
-
-
-@dataclass
-class ConvOp:
-    """Conv 2-D/1-D, depthwise conv or linear, with its requantization."""
-
-    name: str
-    kind: str  # conv | dw | linear
-    x: ITensor
-    y: ITensor
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    w_int: Tensor  # int64 (C', Cin', kh, kw) or (C', F)
-    blocks: list[Block]
-    bias: np.ndarray  # int64 offsets B_c of the requantization
-    mult: np.ndarray  # int32
-    shift: np.ndarray  # int8
-    qmax: int | None  # None: int32 logits (no clamp)
-
-    @property
-    def row_len(self) -> int:
-        return int(self.w_int[0].numel())
-
-
-@dataclass
-class AddOp:
-    """``y = floor(fl(min(fl(value_a[q_a] + value_b[q_b]), clip) * scale))`` in float32 (module docstring)."""
-
-    name: str
-    a: ITensor
-    b: ITensor
-    y: ITensor
-    value_a: np.ndarray  # uint32 float32 bit patterns of q / S_a, q = 0..vmax_a
-    value_b: np.ndarray
-    scale_bits: int  # float32 S_out
-    clip_bits: int  # float32 clip of the output PACT
-    qmax: int
-
-
-@dataclass
-class PoolOp:
-    name: str
-    kind: str  # max | sum
-    x: ITensor
-    y: ITensor
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-
-
-@dataclass
-class IntProgram:
-    """The integer network: input quantizer, ops in execution order, int32 logits in class order."""
-
-    input: ITensor
-    input_pact: Pact
-    ops: list[ConvOp | AddOp | PoolOp] = field(default_factory=list)
-    output: ITensor | None = None
-    output_order: list[int] | None = None  # out[k] = logits[output_order[k]]
-    layers: list[ExportedLayer] = field(default_factory=list)
-    model: fx.GraphModule | None = None
-
-    @property
-    def num_outputs(self) -> int:
-        assert self.output is not None
-        return self.output.numel
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -216,6 +118,19 @@ def _conv_geometry(m: nn.Module) -> dict[str, tuple[int, int]]:
             "padding": (0, pad[1]) if isinstance(m, nn.Conv1d) else pad, "dilation": _pair(m.dilation)}
 
 
+def logit_scale(lay: ExportedLayer, x: ITensor) -> float:
+    """The logit scale ``2^k``: the finest (``k <= MAX_LOGIT_SHIFT``) at which no logit of the output layer
+    ``lay`` can leave the int32 range, ``|logit| <= max_c sum_j |w_cj| s_w[c] vmax / S_in + |b_c|``."""
+    w = lay.w_int.reshape(lay.w_int.shape[0], -1).abs().sum(1).double()
+    bound = float((w * lay.w_scale.double() * x.vmax / x.scale + lay.bias.double().abs()).max())
+    if not math.isfinite(bound):
+        raise UnsupportedModelError(f"layer {lay.name}: the logits are not finite")
+    k = MAX_LOGIT_SHIFT if bound <= 2.0**-MAX_LOGIT_SHIFT else math.floor(math.log2(_I32_MAX / bound))
+    if k < 0:
+        raise UnsupportedModelError(f"layer {lay.name}: logits up to {bound:.3g} do not fit int32")
+    return float(2 ** min(k, MAX_LOGIT_SHIFT))
+
+
 def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], out: Pact | None,
                  name: str) -> ConvOp:
     """One Conv/Linear (+ the PACT of its group) as a :class:`ConvOp` (module docstring)."""
@@ -223,7 +138,7 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         raise UnsupportedModelError(f"layer {lay.name}: only a Linear may follow an average pool")
     s_w = lay.w_scale.double().numpy()
     if out is None:
-        s_out, qmax, y_dtype = float(LOGIT_SCALE), None, "i32"
+        s_out, qmax, y_dtype = logit_scale(lay, x), None, "i32"
     else:
         s_out, _, qmax = pact_params(out)
         y_dtype = "u8"
@@ -245,7 +160,7 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
     for bits, start, stop in lay.blocks():
         data = pack_bits(w[start:stop].numpy(), bits)
         blocks.append(Block(bits, start, stop, data, 8 * len(data) - (stop - start) * w[0].numel() * bits))
-    y = ITensor(name, y_shape, y_dtype, s_out, 0, _I32_MAX if qmax is None else qmax)
+    y = ITensor(name, y_shape, y_dtype, s_out, 0, _I32_MAX if qmax is None else qmax, logits=qmax is None)
     return ConvOp(
         name=lay.name,
         kind=lay.op,
@@ -306,7 +221,7 @@ def _lower_pool(name: str, m: nn.Module, x: ITensor, shape: tuple[int, int, int]
 
 
 def _alias(x: ITensor, name: str, shape: tuple[int, int, int]) -> ITensor:
-    return ITensor(name, shape, x.dtype, x.scale, x.zp, x.vmax, buffer=x.buffer or x.name)
+    return ITensor(name, shape, x.dtype, x.scale, x.zp, x.vmax, buffer=x.buffer or x.name, logits=x.logits)
 
 
 def _example_input(net: SearchableNet) -> Tensor:
@@ -338,7 +253,7 @@ def _lower_node(n: fx.Node, mods: dict[str, nn.Module], by_name: dict[str, Expor
         elif isinstance(m, Pact):
             raise UnsupportedModelError(f"node {n.name}: a PACT that follows no Conv/Linear/add")
         elif isinstance(m, _ALIAS_MODULES):
-            if isinstance(m, nn.ReLU) and (args[0].zp or args[0].scale == LOGIT_SCALE):
+            if isinstance(m, nn.ReLU) and (args[0].zp or args[0].logits):
                 raise UnsupportedModelError(f"node {n.name}: ReLU on a signed tensor")
             env[n] = _alias(args[0], n.name, _shape(n))
         elif isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AvgPool1d | nn.AvgPool2d | nn.AdaptiveAvgPool1d
@@ -392,7 +307,7 @@ def integerize(net: SearchableNet) -> IntProgram:
             continue
         if n.op == "output":
             out = env[n.all_input_nodes[0]]
-            if out.dtype != "i32" or out.scale != LOGIT_SCALE:
+            if not out.logits:
                 raise UnsupportedModelError("the network output must be the logits of the last layer")
             prog.output = out
             continue

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from jpq.cost import evaluate_all
 from jpq.export.deploy import ToolchainError, export_c
-from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, integerize
+from jpq.export.integer import AddOp, ConvOp, integerize
 from jpq.export.intref import add_codes, compare_fake_quant, reference_logits
 from jpq.models.resnet18 import ResNet18
 from jpq.search import SearchableNet, convert
@@ -78,7 +78,7 @@ def test_c_export_random_assignment(name: str, a_bits: tuple[int, ...], seed: in
     # integer network vs fake-quant on more random inputs
     xs = _random_inputs(name, n_fq, seed + 100)
     _, logits = reference_logits(prog, xs)
-    fq = compare_fake_quant(net, logits, xs, LOGIT_SCALE)
+    fq = compare_fake_quant(net, logits, xs, prog.logit_scale)
     assert fq["agreement"] >= 0.99, fq
     assert fq["max_abs_dlogit"] < 0.1, fq
     print(f"{name}: agreement {fq['agreement']:.4f}, max |dlogit| {fq['max_abs_dlogit']:.3g}")
@@ -217,7 +217,7 @@ def test_adds_compute_the_fake_quant_float32_add(a_bits: tuple[int, ...], tmp_pa
         return
     xs = _random_inputs("resnet8", 40, 9)
     _, logits = reference_logits(prog, xs)
-    fq = compare_fake_quant(net, logits, xs, LOGIT_SCALE)
-    assert fq["agreement"] == 1.0 and fq["max_abs_dlogit"] < 1.0 / LOGIT_SCALE + 1e-6, fq
+    fq = compare_fake_quant(net, logits, xs, prog.logit_scale)
+    assert fq["agreement"] == 1.0 and fq["max_abs_dlogit"] < 1.0 / prog.logit_scale + 1e-6, fq
     rec = export_c(net, tmp_path, xs[:3], console=_quiet())
     assert rec["ok"] and rec["c_bit_exact"]
