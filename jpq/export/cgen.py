@@ -5,7 +5,8 @@
 * ``model.h`` — ``void jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch)`` and the sizes
   (``JPQ_INPUT_SIZE``, ``JPQ_OUTPUT_SIZE``, ``JPQ_SCRATCH_SIZE``, ``JPQ_LOGIT_SCALE``);
 * ``weights.c`` / ``weights.h`` — every constant: the bit-packed weight blocks (``uint8_t`` arrays, one per
-  precision block), the int64 bias offsets, int32 multipliers and int8 shifts, the layer descriptors;
+  precision block), the int32 biases and their int8 shifts, the int32 multipliers and int8 shifts, the layer
+  descriptors;
 * ``model.c`` — the network as a sequence of kernel calls on fixed offsets of ``scratch``;
 * the kernel library ``jpq_kernels.c``/``.h``, the host test ``main.c`` and a ``Makefile``.
 
@@ -76,7 +77,7 @@ def _array(ctype: str, name: str, values: np.ndarray | bytes, per_line: int = 16
     def fmt(v: int) -> str:
         if isinstance(values, bytes):
             return _HEX[v]
-        if c_suffix and v < 0:  # a negative literal is the negation of a positive one; |v| < 2^62 here
+        if c_suffix and v < 0:  # a negative literal is the negation of a positive one
             return f"(-{-v}{c_suffix})"
         return f"{v}{c_suffix}"
 
@@ -134,7 +135,8 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
         parts.append(f"/* {op.name}: rows {b.start}..{b.stop - 1}, {b.bits}-bit weights */\n")
         parts.append(_array("uint8_t", f"{ident}_w{i}", b.data))
         wbytes += len(b.data)
-    parts.append(_array("int64_t", f"{ident}_bias", op.bias, c_suffix="LL"))
+    parts.append(_array("int32_t", f"{ident}_bias", op.bias))
+    parts.append(_array("int8_t", f"{ident}_bias_shift", op.bias_shift))
     parts.append(_array("int32_t", f"{ident}_mult", op.mult))
     parts.append(_array("int8_t", f"{ident}_shift", op.shift))
     blocks = ",\n    ".join(
@@ -149,10 +151,10 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
     qmax = -1 if op.qmax is None else op.qmax
     fields = ", ".join(str(v) for v in [*geo, op.x.zp, qmax])
     parts.append(
-        f"const jpq_layer_t jpq_layer_{ident} = {{\n    {fields},\n    {ident}_bias, {ident}_mult, "
-        f"{ident}_shift, {len(op.blocks)}, {ident}_blocks\n}};\n\n"
+        f"const jpq_layer_t jpq_layer_{ident} = {{\n    {fields},\n    {ident}_bias, {ident}_bias_shift, "
+        f"{ident}_mult, {ident}_shift, {len(op.blocks)}, {ident}_blocks\n}};\n\n"
     )
-    params = 8 * op.bias.size + 4 * op.mult.size + op.shift.size
+    params = 4 * op.bias.size + op.bias_shift.size + 4 * op.mult.size + op.shift.size
     return "".join(parts), wbytes, params
 
 

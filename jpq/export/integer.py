@@ -125,10 +125,25 @@ def logit_scale(lay: ExportedLayer, x: ITensor) -> float:
     bound = float((w * lay.w_scale.double() * x.vmax / x.scale + lay.bias.double().abs()).max())
     if not math.isfinite(bound):
         raise UnsupportedModelError(f"layer {lay.name}: the logits are not finite")
-    k = MAX_LOGIT_SHIFT if bound <= 2.0**-MAX_LOGIT_SHIFT else math.floor(math.log2(_I32_MAX / bound))
+    # 2^30: one bit of margin, so that the bias in logit steps also fits int32 (int32_bias)
+    k = MAX_LOGIT_SHIFT if bound <= 2.0**-MAX_LOGIT_SHIFT else math.floor(math.log2(2.0**30 / bound))
     if k < 0:
         raise UnsupportedModelError(f"layer {lay.name}: logits up to {bound:.3g} do not fit int32")
     return float(2 ** min(k, MAX_LOGIT_SHIFT))
+
+
+def int32_bias(lay: ExportedLayer, s_out: float, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(B_c, t_c)``: the bias as int32 in units of ``2^-t_c`` output steps, ``t_c`` the requantization shift
+    ``s_c`` or less where int32 cannot hold that resolution (module docstring)."""
+    steps = np.abs(lay.bias.double().numpy() * s_out)  # |bias| in output steps
+    with np.errstate(divide="ignore"):
+        room = np.floor(np.log2(2.0**30 / steps))  # |B| <= 2^30 (+ rounding) stays in int32
+    t = np.minimum(shift, np.where(steps > 0, room, shift)).astype(np.int64)
+    if (t < 0).any():
+        raise UnsupportedModelError(f"layer {lay.name}: a bias of {steps.max():.3g} output steps does not "
+                                    "fit int32")
+    bias = np.rint(lay.bias.double().numpy() * s_out * np.exp2(t)).astype(np.int32)
+    return bias, t.astype(np.int8)
 
 
 def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], out: Pact | None,
@@ -147,11 +162,8 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         fp = [fixed_point(float(u * s_out)) for u in acc_unit]
     except ValueError as e:  # e.g. a scale too small for a 62-bit shift
         raise UnsupportedModelError(f"layer {lay.name}: {e}") from e
-    shifts = np.array([s for _, s in fp], dtype=np.float64)
-    bias_real = lay.bias.double().numpy() * s_out * np.exp2(shifts)
-    if (np.abs(bias_real) >= 2.0**62).any():
-        raise UnsupportedModelError(f"layer {lay.name}: a bias does not fit the 64-bit requantization")
-    bias = np.rint(bias_real).astype(np.int64)
+    shift = np.array([s for _, s in fp], dtype=np.int64)
+    bias, bias_shift = int32_bias(lay, s_out, shift)
     w = lay.w_int
     per_row = w.reshape(w.shape[0], -1).abs().sum(1).numpy()
     if (per_row * x.vmax > _I32_MAX).any():
@@ -169,8 +181,9 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         w_int=w,
         blocks=blocks,
         bias=bias,
+        bias_shift=bias_shift,
         mult=np.array([m for m, _ in fp], dtype=np.int32),
-        shift=np.array([s for _, s in fp], dtype=np.int8),
+        shift=shift.astype(np.int8),
         qmax=qmax,
         **_conv_geometry(lay.module),
     )

@@ -58,7 +58,8 @@ class ConvOp:
     dilation: tuple[int, int]
     w_int: Tensor  # int64 (C', Cin', kh, kw) or (C', F)
     blocks: list[Block]
-    bias: np.ndarray  # int64 offsets B_c of the requantization
+    bias: np.ndarray  # int32 B_c in units of 2^-bias_shift[c] output steps
+    bias_shift: np.ndarray  # int8 t_c <= shift[c]
     mult: np.ndarray  # int32
     shift: np.ndarray  # int8
     qmax: int | None  # None: int32 logits (no clamp)

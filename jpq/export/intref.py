@@ -39,7 +39,8 @@ def _conv(op: ConvOp, x: Tensor) -> Tensor:
     acc = torch.round(acc).to(torch.int64)
     mult = torch.from_numpy(op.mult.astype(np.int64)).view(1, -1, 1, 1)
     shift = torch.from_numpy(op.shift.astype(np.int64)).view(1, -1, 1, 1)
-    y = requantize(acc, mult, shift, torch.from_numpy(op.bias).view(1, -1, 1, 1))
+    bias = torch.from_numpy(op.bias.astype(np.int64)).view(1, -1, 1, 1)
+    y = requantize(acc, mult, shift, bias, torch.from_numpy(op.bias_shift.astype(np.int64)).view(1, -1, 1, 1))
     y = y.clamp(*_I32) if op.qmax is None else y.clamp(0, op.qmax)
     return y.reshape(y.shape[0], -1)
 

@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ from test_export_net import _case, _expected_weight_bits, _randomize_bn, randomi
 from torch import Tensor, nn
 
 from jpq.cost import evaluate_all
+from jpq.errors import UnsupportedModelError
 from jpq.export.deploy import ToolchainError, export_c
-from jpq.export.integer import AddOp, ConvOp, integerize
+from jpq.export.integer import AddOp, ConvOp, int32_bias, integerize
 from jpq.export.intref import add_codes, compare_fake_quant, reference_logits
 from jpq.models.resnet18 import ResNet18
 from jpq.search import SearchableNet, convert
@@ -221,3 +223,42 @@ def test_adds_compute_the_fake_quant_float32_add(a_bits: tuple[int, ...], tmp_pa
     assert fq["agreement"] == 1.0 and fq["max_abs_dlogit"] < 1.0 / prog.logit_scale + 1e-6, fq
     rec = export_c(net, tmp_path, xs[:3], console=_quiet())
     assert rec["ok"] and rec["c_bit_exact"]
+
+
+def test_bias_is_int32_at_the_finest_resolution_it_holds() -> None:
+    lay = SimpleNamespace(name="fc", bias=torch.tensor([1000.0, -0.3, 0.0]))
+    bias, t = int32_bias(lay, 1.0, np.array([40, 40, 40]))  # type: ignore[arg-type]
+    assert bias.dtype == np.int32 and t.dtype == np.int8
+    assert t.tolist() == [20, 31, 40]  # 2^30 / 1000 -> 2^20; 0.3 * 2^31 < 2^30; the shift itself
+    assert bias.tolist() == [1000 << 20, round(float(lay.bias[1]) * 2**31), 0]
+    assert int32_bias(lay, 1.0, np.array([12, 12, 12]))[1].tolist() == [12, 12, 12]
+    big = SimpleNamespace(name="fc", bias=torch.tensor([3e9]))
+    msg = r"^layer fc: a bias of 3e\+09 output steps does not fit int32$"
+    with pytest.raises(UnsupportedModelError, match=msg):
+        int32_bias(big, 1.0, np.array([40]))  # type: ignore[arg-type]
+
+
+def test_int32_accumulator_overflow_is_refused() -> None:
+    """70000 inputs of 255 times weights of 127 can exceed 2^31 - 1: a one-line error, no int64 fallback."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(70_000, 2))
+    nn.init.constant_(model[1].weight, 1.0)
+    net = convert(model.eval(), torch.rand(2, 70_000))
+    net.discretize().eval()
+    with pytest.raises(UnsupportedModelError, match=r"^layer .*: the int32 accumulator could overflow$"):
+        integerize(net)
+
+
+def test_zero_weight_channel_exports_its_bias(tmp_path: Path) -> None:
+    """A kept channel whose weights are all 0 outputs PACT(bias): legal, bit-exact, and in agreement."""
+    torch.manual_seed(3)
+    model, x, _ = _case("digits")
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first.weight.data[:3] = 0.0
+    net = convert(_randomize_bn(model, 3), x[:2])
+    net.discretize().eval()
+    prog = integerize(net)
+    conv = next(op for op in prog.ops if isinstance(op, ConvOp))
+    assert (conv.w_int.reshape(conv.w_int.shape[0], -1) == 0).all(1).sum() >= 3
+    xs = _random_inputs("digits", 50, 4)
+    rec = export_c(net, tmp_path, xs, console=_quiet())
+    assert rec["ok"] and rec["c_bit_exact"] and rec["fake_quant"]["agreement"] == 1.0, rec["checks"]

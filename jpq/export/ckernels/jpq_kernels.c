@@ -35,7 +35,8 @@ static void unpack_row(const jpq_block_t *b, int32_t row, int32_t len, int8_t *w
 
 static void store(const jpq_layer_t *l, int32_t oc, int32_t idx, int32_t acc, uint8_t *out_u8,
                   int32_t *out_i32) {
-    int64_t v = floor_shift((int64_t)acc * l->mult[oc] + l->bias[oc], l->shift[oc]);
+    int32_t t = l->bias_shift[oc];
+    int64_t v = floor_shift(floor_shift((int64_t)acc * l->mult[oc], l->shift[oc] - t) + l->bias[oc], t);
     if (l->qmax < 0) {
         if (v > INT32_MAX) {
             v = INT32_MAX;

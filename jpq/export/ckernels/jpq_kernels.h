@@ -2,8 +2,8 @@
  *
  * Activations are stored channel-major (C, H, W). A uint8 tensor holds codes q whose real value is
  * (q + offset) / S; a layer accumulates acc = sum w * (q + in_offset) in int32 and requantizes each
- * output channel with a fixed-point multiplier and its bias offset: floor((acc * mult + bias) / 2^shift)
- * in 64 bits, clamped to [0, qmax].
+ * output channel with a fixed-point multiplier and its int32 bias at 2^-bias_shift output steps:
+ * floor((floor(acc * mult / 2^(shift - bias_shift)) + bias) / 2^bias_shift) in 64 bits, clamped to [0, qmax].
  * Weights are bit-packed per precision block: integer i of a block is a bits-wide two's-complement field
  * at bits [i*bits, (i+1)*bits) of the block, least significant bit first (rows in C order).
  */
@@ -26,7 +26,8 @@ typedef struct {
     int32_t kh, kw, sh, sw, ph, pw, dh, dw;
     int32_t in_offset; /* added to every input code (the input's zero point) */
     int32_t qmax;      /* clamp of the uint8 output; -1: int32 output (logits), saturated */
-    const int64_t *bias; /* the bias in units of 2^-shift output steps */
+    const int32_t *bias;      /* the bias in units of 2^-bias_shift output steps */
+    const int8_t *bias_shift; /* <= shift */
     const int32_t *mult;
     const int8_t *shift;
     int32_t n_blocks;
