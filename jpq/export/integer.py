@@ -14,11 +14,13 @@ A Conv/Linear with its precision sub-blocks of ``w_bits``-bit weights ``w`` (§2
 ``acc = sum w * (q + zp)`` in int32 and requantizes per output channel with ``M_c = s_w[c] * S_out / S_in``
 as a fixed-point multiplier ``m_c`` and shift ``s_c`` (:mod:`jpq.quant.fixed`)::
 
-    q_out = clamp(floor((acc * m_c + B_c) / 2^s_c), 0, qmax_out),     B_c = round(b_c * S_out * 2^s_c)
+    q_out = clamp(floor((floor(acc * m_c / 2^(s_c - t_c)) + B_c) / 2^t_c), 0, qmax_out)
+    B_c = round(b_c * S_out * 2^t_c)    (int32, t_c <= s_c: :func:`int32_bias`)
 
-The bias (§2.3) enters as the 64-bit offset ``B_c`` of the requantization, at the multiplier's resolution
-(``2^-s_c`` output steps): an int32 bias in accumulator units would move every activation of a channel by
-up to half an accumulator step and flip ~0.1 % of the PACT floors, which random networks with close
+(``= floor((acc * m_c + B_c * 2^(s_c - t_c)) / 2^s_c)``, without a 64-bit offset that could overflow).
+The bias (§2.3) is kept at the multiplier's resolution where int32 holds it, else the finest that does:
+an int32 bias in accumulator units would move every activation of a channel by up to half an accumulator
+step and flip ~0.1 % of the PACT floors, which random networks with close
 logits turn into a few % of changed predictions. The output layer (float logits in the fake-quant
 network) writes ``int32`` logits at ``2^k`` codes per unit, the finest scale at which they cannot overflow
 (:func:`logit_scale`; a coarse fixed scale ties close logits of random networks).
