@@ -48,13 +48,6 @@ def fixed_point(multiplier: float) -> tuple[int, int]:
     return m, shift
 
 
-def common_fixed_point(multipliers: list[float]) -> tuple[list[int], int]:
-    """Integers ``m_i`` sharing one shift ``s`` with ``m_i / 2^s ~= multipliers[i]`` (largest in
-    ``[2^30, 2^31)``): the rescaling of several inputs to one scale, e.g. the operands of an add."""
-    _, shift = fixed_point(max(multipliers))
-    return [round(mu * 2.0**shift) for mu in multipliers], shift
-
-
 def requantize(v: Tensor, mult: Tensor, shift: Tensor, offset: Tensor | None = None,
                offset_shift: Tensor | None = None) -> Tensor:
     """``floor((v * mult + offset * 2^(shift - offset_shift)) / 2^shift)`` in int64, as two floor shifts

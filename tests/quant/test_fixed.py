@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from jpq.quant.fixed import MAX_SHIFT, common_fixed_point, fixed_point, requantize
+from jpq.quant.fixed import MAX_SHIFT, fixed_point, requantize
 
 
 @pytest.mark.parametrize(
@@ -32,11 +32,6 @@ def test_fixed_point_precision_and_range() -> None:
     for bad in (-1.0, math.inf, math.nan, 2.0**31, 2.0**-40):
         with pytest.raises(ValueError):
             fixed_point(bad)
-
-
-def test_common_fixed_point_shares_the_shift() -> None:
-    mults, shift = common_fixed_point([1.0, 0.25])
-    assert (mults, shift) == ([1 << 30, 1 << 28], 30)
 
 
 def test_requantize_floors_negative_values() -> None:
