@@ -5,7 +5,8 @@
 * ``model.h`` — ``void jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch)`` and the sizes
   (``JPQ_INPUT_SIZE``, ``JPQ_OUTPUT_SIZE``, ``JPQ_SCRATCH_SIZE``, ``JPQ_LOGIT_SCALE``);
 * ``weights.c`` / ``weights.h`` — every constant: the bit-packed weight blocks (``uint8_t`` arrays, one per
-  precision block), the int64 bias offsets, int32 multipliers and int8 shifts, the layer descriptors;
+  precision block), the int32 biases and their int8 shifts, the int32 multipliers and int8 shifts, the layer
+  descriptors;
 * ``model.c`` — the network as a sequence of kernel calls on fixed offsets of ``scratch``;
 * the kernel library ``jpq_kernels.c``/``.h``, the host test ``main.c`` and a ``Makefile``.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, IntProgram, ITensor, PoolOp
+from jpq.export.integer import AddOp, ConvOp, IntProgram, ITensor, PoolOp
 
 KERNEL_FILES = ("jpq_kernels.c", "jpq_kernels.h", "main.c")
 SOURCES = ("model.c", "weights.c", "jpq_kernels.c")
@@ -76,7 +77,7 @@ def _array(ctype: str, name: str, values: np.ndarray | bytes, per_line: int = 16
     def fmt(v: int) -> str:
         if isinstance(values, bytes):
             return _HEX[v]
-        if c_suffix and v < 0:  # a negative literal is the negation of a positive one; |v| < 2^62 here
+        if c_suffix and v < 0:  # a negative literal is the negation of a positive one
             return f"(-{-v}{c_suffix})"
         return f"{v}{c_suffix}"
 
@@ -134,7 +135,8 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
         parts.append(f"/* {op.name}: rows {b.start}..{b.stop - 1}, {b.bits}-bit weights */\n")
         parts.append(_array("uint8_t", f"{ident}_w{i}", b.data))
         wbytes += len(b.data)
-    parts.append(_array("int64_t", f"{ident}_bias", op.bias, c_suffix="LL"))
+    parts.append(_array("int32_t", f"{ident}_bias", op.bias))
+    parts.append(_array("int8_t", f"{ident}_bias_shift", op.bias_shift))
     parts.append(_array("int32_t", f"{ident}_mult", op.mult))
     parts.append(_array("int8_t", f"{ident}_shift", op.shift))
     blocks = ",\n    ".join(
@@ -149,10 +151,10 @@ def _layer_c(op: ConvOp, ident: str) -> tuple[str, int, int]:
     qmax = -1 if op.qmax is None else op.qmax
     fields = ", ".join(str(v) for v in [*geo, op.x.zp, qmax])
     parts.append(
-        f"const jpq_layer_t jpq_layer_{ident} = {{\n    {fields},\n    {ident}_bias, {ident}_mult, "
-        f"{ident}_shift, {len(op.blocks)}, {ident}_blocks\n}};\n\n"
+        f"const jpq_layer_t jpq_layer_{ident} = {{\n    {fields},\n    {ident}_bias, {ident}_bias_shift, "
+        f"{ident}_mult, {ident}_shift, {len(op.blocks)}, {ident}_blocks\n}};\n\n"
     )
-    params = 8 * op.bias.size + 4 * op.mult.size + op.shift.size
+    params = 4 * op.bias.size + op.bias_shift.size + 4 * op.mult.size + op.shift.size
     return "".join(parts), wbytes, params
 
 
@@ -168,12 +170,10 @@ def _call(op: ConvOp | AddOp | PoolOp, ptr: dict[str, str], idents: dict[str, st
             return f"    {fn}({lay}, {p(op.x)}, {out});\n"
         fn = "jpq_dwconv" if op.kind == "dw" else "jpq_conv"
         return f"    {fn}({lay}, {p(op.x)}, {out}, wrow);\n"
-    if isinstance(op, AddOp) and op.table is not None:
-        return (f"    jpq_add_table({p(op.a)}, {p(op.b)}, {op.y.numel}, add_table_{idents[op.name]}, "
-                f"{op.b.vmax + 1}, {p(op.y)});\n")
     if isinstance(op, AddOp):
-        return (f"    jpq_add({p(op.a)}, {p(op.b)}, {op.y.numel}, {op.mult[0]}, {op.mult[1]}, {op.shift}, "
-                f"{op.qmax}, {p(op.y)});\n")
+        ident = idents[op.name]
+        return (f"    jpq_add({p(op.a)}, {p(op.b)}, {op.y.numel}, {ident}_value_a, {ident}_value_b, "
+                f"0x{op.scale_bits:08x}u, 0x{op.clip_bits:08x}u, {p(op.y)});\n")
     (c, h, w), (_, oh, ow) = op.x.shape, op.y.shape
     kh, kw = op.kernel
     sh, sw = op.stride
@@ -206,7 +206,7 @@ def _model_h(prog: IntProgram, scratch: int) -> str:
 #define JPQ_INPUT_SIZE {x.numel}
 #define JPQ_OUTPUT_SIZE {prog.num_outputs}
 #define JPQ_SCRATCH_SIZE {scratch}
-#define JPQ_LOGIT_SCALE {LOGIT_SCALE}
+#define JPQ_LOGIT_SCALE {prog.logit_scale}
 
 void jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch);
 
@@ -221,10 +221,10 @@ def _model_c(prog: IntProgram, offsets: dict[str, int], idents: dict[str, str]) 
     order = prog.output_order or list(range(prog.num_outputs))
     lines.append(_array("int16_t", "output_order", np.asarray(order)))
     for op in prog.ops:
-        if isinstance(op, AddOp) and op.table is not None:
-            nb = op.b.vmax + 1
-            lines.append(f"/* {op.name}: the fake-quant add of every code pair, out = t[a * {nb} + b] */\n")
-            lines.append(_array("uint8_t", f"add_table_{idents[op.name]}", op.table))
+        if isinstance(op, AddOp):
+            lines.append(f"/* {op.name}: the real values of the operand codes, as binary32 bit patterns */\n")
+            for side, values in (("a", op.value_a), ("b", op.value_b)):
+                lines.append(_array("uint32_t", f"{idents[op.name]}_value_{side}", values, 8, "u"))
     lines.append("\nvoid jpq_model_run(const uint8_t *in, int32_t *out, uint8_t *scratch) {\n")
     ptr = {prog.input.name: "in"}
     taken: set[str] = set()

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from jpq.errors import JpqError
 from jpq.export.cgen import SOURCES, write_c
-from jpq.export.integer import LOGIT_SCALE, AddOp, ConvOp, PoolOp, integerize
+from jpq.export.integer import AddOp, ConvOp, PoolOp, integerize
 from jpq.export.intref import compare_fake_quant, reference_logits
 from jpq.io import atomic_write_json
 from jpq.search import SearchableNet
@@ -146,7 +146,7 @@ def export_c(
     exe = compile_c(out, cc)
     codes, ref = reference_logits(prog, x)
     got, us = run_c(exe, codes, prog.num_outputs)
-    fq = compare_fake_quant(net, ref, x, LOGIT_SCALE)
+    fq = compare_fake_quant(net, ref, x, prog.logit_scale)
     objs = {name: elf_sections(out / (name[:-2] + ".o")) for name in SOURCES}
     size_bits = float(evaluate_all(net.layer_specs(fresh=True))["size_bits"])
     rec: dict[str, Any] = {
@@ -166,7 +166,7 @@ def export_c(
         "scratch_bytes": sizes.scratch_bytes,
         "row_buffer_bytes": sizes.row_buffer_bytes,
         "us_per_input": us,
-        "logit_scale": LOGIT_SCALE,
+        "logit_scale": prog.logit_scale,
         "ops": [_op_summary(op) for op in prog.ops],
     }
     if labels is not None:

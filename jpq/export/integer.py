@@ -14,25 +14,29 @@ A Conv/Linear with its precision sub-blocks of ``w_bits``-bit weights ``w`` (§2
 ``acc = sum w * (q + zp)`` in int32 and requantizes per output channel with ``M_c = s_w[c] * S_out / S_in``
 as a fixed-point multiplier ``m_c`` and shift ``s_c`` (:mod:`jpq.quant.fixed`)::
 
-    q_out = clamp(floor((acc * m_c + B_c) / 2^s_c), 0, qmax_out),     B_c = round(b_c * S_out * 2^s_c)
+    q_out = clamp(floor((floor(acc * m_c / 2^(s_c - t_c)) + B_c) / 2^t_c), 0, qmax_out)
+    B_c = round(b_c * S_out * 2^t_c)    (int32, t_c <= s_c: :func:`int32_bias`)
 
-The bias (§2.3) enters as the 64-bit offset ``B_c`` of the requantization, at the multiplier's resolution
-(``2^-s_c`` output steps): an int32 bias in accumulator units would move every activation of a channel by
-up to half an accumulator step and flip ~0.1 % of the PACT floors, which random networks with close
+(``= floor((acc * m_c + B_c * 2^(s_c - t_c)) / 2^s_c)``, without a 64-bit offset that could overflow).
+The bias (§2.3) is kept at the multiplier's resolution where int32 holds it, else the finest that does:
+an int32 bias in accumulator units would move every activation of a channel by up to half an accumulator
+step and flip ~0.1 % of the PACT floors, which random networks with close
 logits turn into a few % of changed predictions. The output layer (float logits in the fake-quant
-network) writes ``int32`` logits at ``LOGIT_SCALE`` codes per unit.
-A residual add rescales both operands to the output scale: ``clamp(floor(q_a M_a + q_b M_b), 0, qmax)``.
-The fake-quant network adds the operands' float32 values and floors again, which loses one step for
-~5-15 % of the code pairs (``floor(fl(q_a/S + q_b/S) * S) = q_a + q_b - 1``); when both operands have at
-most ``ADD_TABLE_BYTES`` code pairs (<= 4-bit activations, where one step is coarse) the add is a lookup
-table of exactly those float32 results instead, so the integer network keeps the trained behaviour.
+network) writes ``int32`` logits at ``2^k`` codes per unit, the finest scale at which they cannot overflow
+(:func:`logit_scale`; a coarse fixed scale ties close logits of random networks).
+A residual add computes what the fake-quant network computes: the float32 sum of the operands' values
+``fl(q_a / S_a)``, ``fl(q_b / S_b)`` (two tables of float32 bit patterns), clamped to the output clip,
+times ``S_out`` in float32, floored; the float32 operations are done on the bit patterns with integers
+(:mod:`jpq.export.softfloat`). An exact integer sum would differ: the real sum often lies exactly on an
+output level, and the float32 sum then falls one step below it for ~5-20 % of the code pairs, a bias that
+the trained network has and that an exact add would remove (enough to flip a few % of the predictions).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,118 +45,21 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from jpq.errors import UnsupportedModelError
+from jpq.export.intprog import AddOp, Block, ConvOp, IntProgram, ITensor, PoolOp
 from jpq.export.modules import OutputOrder, Pact
 from jpq.export.pack import pack_bits
 from jpq.export.plan import ExportedLayer, export_layers, plan_groups
-from jpq.export.surgery import pruned_graph as build_model
-from jpq.quant.activations import PACT_EPS
-from jpq.quant.fixed import common_fixed_point, fixed_point
+from jpq.export.softfloat import f32_bits
+from jpq.export.surgery import pruned_graph
+from jpq.quant.activations import pact_scale
+from jpq.quant.fixed import fixed_point
 from jpq.search import SearchableNet
 
-#: int32 logits are the real logits times this (2^16: a resolution of 1.5e-5, |logit| < 32768)
-LOGIT_SCALE = 2**16
-#: the largest add lookup table ((qmax_a + 1) * (qmax_b + 1) bytes; two 4-bit operands need 225)
-ADD_TABLE_BYTES = 256
+#: the finest logit scale 2^k (int32 logits are the real logits times the program's logit scale)
+MAX_LOGIT_SHIFT = 30
 _I32_MAX = 2**31 - 1
 _ALIAS_MODULES = (nn.ReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten)
 _ADDS = (operator.add, torch.add, operator.iadd)
-
-
-@dataclass
-class ITensor:
-    """An integer activation tensor: codes of shape ``(C, H, W)`` (1-D and flat tensors use H = 1, W = 1)."""
-
-    name: str
-    shape: tuple[int, int, int]
-    dtype: str  # "u8" | "i32"
-    scale: float  # S: codes per real unit
-    zp: int  # real value = (code + zp) / S
-    vmax: int  # bound of |code + zp| (for the int32 overflow check)
-    buffer: str = ""  # the tensor whose storage it shares (flatten/dropout/relu alias), else itself
-
-    @property
-    def numel(self) -> int:
-        return self.shape[0] * self.shape[1] * self.shape[2]
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * (1 if self.dtype == "u8" else 4)
-
-
-@dataclass
-class Block:
-    """Rows ``[start, stop)`` of a layer at one weight precision, bit-packed (:mod:`jpq.export.pack`)."""
-
-    bits: int
-    start: int
-    stop: int
-    data: bytes
-    padding_bits: int
-
-
-@dataclass
-class ConvOp:
-    """Conv 2-D/1-D, depthwise conv or linear, with its requantization."""
-
-    name: str
-    kind: str  # conv | dw | linear
-    x: ITensor
-    y: ITensor
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    w_int: Tensor  # int64 (C', Cin', kh, kw) or (C', F)
-    blocks: list[Block]
-    bias: np.ndarray  # int64 offsets B_c of the requantization
-    mult: np.ndarray  # int32
-    shift: np.ndarray  # int8
-    qmax: int | None  # None: int32 logits (no clamp)
-
-    @property
-    def row_len(self) -> int:
-        return int(self.w_int[0].numel())
-
-
-@dataclass
-class AddOp:
-    name: str
-    a: ITensor
-    b: ITensor
-    y: ITensor
-    mult: tuple[int, int]
-    shift: int
-    qmax: int
-    table: bytes | None = None  # out = table[q_a * (qmax_b + 1) + q_b] (module docstring)
-
-
-@dataclass
-class PoolOp:
-    name: str
-    kind: str  # max | sum
-    x: ITensor
-    y: ITensor
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-
-
-@dataclass
-class IntProgram:
-    """The integer network: input quantizer, ops in execution order, int32 logits in class order."""
-
-    input: ITensor
-    input_pact: Pact
-    ops: list[ConvOp | AddOp | PoolOp] = field(default_factory=list)
-    output: ITensor | None = None
-    output_order: list[int] | None = None  # out[k] = logits[output_order[k]]
-    layers: list[ExportedLayer] = field(default_factory=list)
-    model: fx.GraphModule | None = None
-
-    @property
-    def num_outputs(self) -> int:
-        assert self.output is not None
-        return self.output.numel
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -175,12 +82,8 @@ def _shape(node: fx.Node) -> tuple[int, int, int]:
 
 def pact_params(m: Pact) -> tuple[float, int, int]:
     """``(S, qmin, qmax)`` of a fixed PACT in the float32 arithmetic of its forward pass."""
-    if m.clip_lo is not None:
-        s = m.levels / (m.clip - m.clip_lo + PACT_EPS)
-        qmin = int(torch.floor(m.clip_lo * s))
-    else:
-        s = m.levels / (m.clip + PACT_EPS)
-        qmin = 0
+    s = pact_scale(m.levels, m.clip, m.clip_lo)
+    qmin = 0 if m.clip_lo is None else int(torch.floor(m.clip_lo * s))
     return float(s), qmin, int(torch.floor(m.clip * s))
 
 
@@ -215,6 +118,34 @@ def _conv_geometry(m: nn.Module) -> dict[str, tuple[int, int]]:
             "padding": (0, pad[1]) if isinstance(m, nn.Conv1d) else pad, "dilation": _pair(m.dilation)}
 
 
+def logit_scale(lay: ExportedLayer, x: ITensor) -> float:
+    """The logit scale ``2^k``: the finest (``k <= MAX_LOGIT_SHIFT``) at which no logit of the output layer
+    ``lay`` can leave the int32 range, ``|logit| <= max_c sum_j |w_cj| s_w[c] vmax / S_in + |b_c|``."""
+    w = lay.w_int.reshape(lay.w_int.shape[0], -1).abs().sum(1).double()
+    bound = float((w * lay.w_scale.double() * x.vmax / x.scale + lay.bias.double().abs()).max())
+    if not math.isfinite(bound):
+        raise UnsupportedModelError(f"layer {lay.name}: the logits are not finite")
+    # 2^30: one bit of margin, so that the bias in logit steps also fits int32 (int32_bias)
+    k = MAX_LOGIT_SHIFT if bound <= 2.0**-MAX_LOGIT_SHIFT else math.floor(math.log2(2.0**30 / bound))
+    if k < 0:
+        raise UnsupportedModelError(f"layer {lay.name}: logits up to {bound:.3g} do not fit int32")
+    return float(2 ** min(k, MAX_LOGIT_SHIFT))
+
+
+def int32_bias(lay: ExportedLayer, s_out: float, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(B_c, t_c)``: the bias as int32 in units of ``2^-t_c`` output steps, ``t_c`` the requantization shift
+    ``s_c`` or less where int32 cannot hold that resolution (module docstring)."""
+    steps = np.abs(lay.bias.double().numpy() * s_out)  # |bias| in output steps
+    with np.errstate(divide="ignore"):
+        room = np.floor(np.log2(2.0**30 / steps))  # |B| <= 2^30 (+ rounding) stays in int32
+    t = np.minimum(shift, np.where(steps > 0, room, shift)).astype(np.int64)
+    if (t < 0).any():
+        raise UnsupportedModelError(f"layer {lay.name}: a bias of {steps.max():.3g} output steps does not "
+                                    "fit int32")
+    bias = np.rint(lay.bias.double().numpy() * s_out * np.exp2(t)).astype(np.int32)
+    return bias, t.astype(np.int8)
+
+
 def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], out: Pact | None,
                  name: str) -> ConvOp:
     """One Conv/Linear (+ the PACT of its group) as a :class:`ConvOp` (module docstring)."""
@@ -222,7 +153,7 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         raise UnsupportedModelError(f"layer {lay.name}: only a Linear may follow an average pool")
     s_w = lay.w_scale.double().numpy()
     if out is None:
-        s_out, qmax, y_dtype = float(LOGIT_SCALE), None, "i32"
+        s_out, qmax, y_dtype = logit_scale(lay, x), None, "i32"
     else:
         s_out, _, qmax = pact_params(out)
         y_dtype = "u8"
@@ -231,11 +162,8 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         fp = [fixed_point(float(u * s_out)) for u in acc_unit]
     except ValueError as e:  # e.g. a scale too small for a 62-bit shift
         raise UnsupportedModelError(f"layer {lay.name}: {e}") from e
-    shifts = np.array([s for _, s in fp], dtype=np.float64)
-    bias_real = lay.bias.double().numpy() * s_out * np.exp2(shifts)
-    if (np.abs(bias_real) >= 2.0**62).any():
-        raise UnsupportedModelError(f"layer {lay.name}: a bias does not fit the 64-bit requantization")
-    bias = np.rint(bias_real).astype(np.int64)
+    shift = np.array([s for _, s in fp], dtype=np.int64)
+    bias, bias_shift = int32_bias(lay, s_out, shift)
     w = lay.w_int
     per_row = w.reshape(w.shape[0], -1).abs().sum(1).numpy()
     if (per_row * x.vmax > _I32_MAX).any():
@@ -244,7 +172,7 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
     for bits, start, stop in lay.blocks():
         data = pack_bits(w[start:stop].numpy(), bits)
         blocks.append(Block(bits, start, stop, data, 8 * len(data) - (stop - start) * w[0].numel() * bits))
-    y = ITensor(name, y_shape, y_dtype, s_out, 0, _I32_MAX if qmax is None else qmax)
+    y = ITensor(name, y_shape, y_dtype, s_out, 0, _I32_MAX if qmax is None else qmax, logits=qmax is None)
     return ConvOp(
         name=lay.name,
         kind=lay.op,
@@ -253,11 +181,18 @@ def _lower_layer(lay: ExportedLayer, x: ITensor, y_shape: tuple[int, int, int], 
         w_int=w,
         blocks=blocks,
         bias=bias,
+        bias_shift=bias_shift,
         mult=np.array([m for m, _ in fp], dtype=np.int32),
-        shift=np.array([s for _, s in fp], dtype=np.int8),
+        shift=shift.astype(np.int8),
         qmax=qmax,
         **_conv_geometry(lay.module),
     )
+
+
+def _values(t: ITensor) -> np.ndarray:
+    """The fake-quant values ``fl(q / S)`` of every code of ``t``, as float32 bit patterns."""
+    v = torch.arange(t.vmax + 1, dtype=torch.float32).div_(t.scale)
+    return f32_bits(v).numpy().astype(np.uint32)
 
 
 def _lower_add(name: str, a: ITensor, b: ITensor, out: Pact, shape: tuple[int, int, int]) -> AddOp:
@@ -265,17 +200,12 @@ def _lower_add(name: str, a: ITensor, b: ITensor, out: Pact, shape: tuple[int, i
         raise UnsupportedModelError(f"add {name}: both operands must be PACT outputs")
     s_out, _, qmax = pact_params(out)
     try:
-        mult, shift = common_fixed_point([s_out / a.scale, s_out / b.scale])
-    except ValueError as e:
+        scale, clip = (int(f32_bits(torch.tensor(v, dtype=torch.float32))) for v in (s_out, float(out.clip)))
+        value_a, value_b = _values(a), _values(b)
+    except ValueError as e:  # a subnormal or non-finite scale
         raise UnsupportedModelError(f"add {name}: {e}") from e
-    table = None
-    if (a.vmax + 1) * (b.vmax + 1) <= ADD_TABLE_BYTES:
-        # the fake-quant add of every code pair: PACT_out(q_a / S_a + q_b / S_b) in float32
-        va = torch.arange(a.vmax + 1, dtype=torch.float32) / torch.tensor(a.scale, dtype=torch.float32)
-        vb = torch.arange(b.vmax + 1, dtype=torch.float32) / torch.tensor(b.scale, dtype=torch.float32)
-        table = pact_codes(out, va.view(-1, 1) + vb.view(1, -1)).to(torch.uint8).numpy().tobytes()
     y = ITensor(name, shape, "u8", s_out, 0, qmax)
-    return AddOp(name, a, b, y, (mult[0], mult[1]), shift, qmax, table)
+    return AddOp(name, a, b, y, value_a, value_b, scale, clip, qmax)
 
 
 def _lower_pool(name: str, m: nn.Module, x: ITensor, shape: tuple[int, int, int]) -> PoolOp:
@@ -304,7 +234,7 @@ def _lower_pool(name: str, m: nn.Module, x: ITensor, shape: tuple[int, int, int]
 
 
 def _alias(x: ITensor, name: str, shape: tuple[int, int, int]) -> ITensor:
-    return ITensor(name, shape, x.dtype, x.scale, x.zp, x.vmax, buffer=x.buffer or x.name)
+    return ITensor(name, shape, x.dtype, x.scale, x.zp, x.vmax, buffer=x.buffer or x.name, logits=x.logits)
 
 
 def _example_input(net: SearchableNet) -> Tensor:
@@ -336,7 +266,7 @@ def _lower_node(n: fx.Node, mods: dict[str, nn.Module], by_name: dict[str, Expor
         elif isinstance(m, Pact):
             raise UnsupportedModelError(f"node {n.name}: a PACT that follows no Conv/Linear/add")
         elif isinstance(m, _ALIAS_MODULES):
-            if isinstance(m, nn.ReLU) and (args[0].zp or args[0].scale == LOGIT_SCALE):
+            if isinstance(m, nn.ReLU) and (args[0].zp or args[0].logits):
                 raise UnsupportedModelError(f"node {n.name}: ReLU on a signed tensor")
             env[n] = _alias(args[0], n.name, _shape(n))
         elif isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AvgPool1d | nn.AvgPool2d | nn.AdaptiveAvgPool1d
@@ -371,7 +301,7 @@ def integerize(net: SearchableNet) -> IntProgram:
     net.eval()
     plans = plan_groups(net)
     layers = export_layers(net, plans)
-    gm = build_model(net, plans, layers)
+    gm = pruned_graph(net, plans, layers)
     ShapeProp(gm).propagate(_example_input(net))
     mods = dict(gm.named_modules())
     by_name = {lay.name: lay for lay in layers}
@@ -390,7 +320,7 @@ def integerize(net: SearchableNet) -> IntProgram:
             continue
         if n.op == "output":
             out = env[n.all_input_nodes[0]]
-            if out.dtype != "i32" or out.scale != LOGIT_SCALE:
+            if not out.logits:
                 raise UnsupportedModelError("the network output must be the logits of the last layer")
             prog.output = out
             continue

@@ -1,5 +1,6 @@
 """The integer PyTorch reference of an :class:`~jpq.export.integer.IntProgram`: exactly the arithmetic of
-the generated C (int32 accumulators, 64-bit fixed-point requantization, floor shifts, saturation).
+the generated C (int32 accumulators, 64-bit fixed-point requantization, floor shifts, saturation, the
+float32 add emulated on bit patterns).
 
 Convolutions run in float64 on integer values: every product and partial sum is an integer below 2^31
 (checked when the program is built), hence exact in float64, and rounded back to int64.
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jpq.export.integer import AddOp, ConvOp, IntProgram, ITensor, PoolOp, quantize_input
+from jpq.export.softfloat import f32_add, f32_floor, f32_mul
 from jpq.quant.fixed import requantize
 
 _I32 = (-(2**31), 2**31 - 1)
@@ -37,17 +39,18 @@ def _conv(op: ConvOp, x: Tensor) -> Tensor:
     acc = torch.round(acc).to(torch.int64)
     mult = torch.from_numpy(op.mult.astype(np.int64)).view(1, -1, 1, 1)
     shift = torch.from_numpy(op.shift.astype(np.int64)).view(1, -1, 1, 1)
-    y = requantize(acc, mult, shift, torch.from_numpy(op.bias).view(1, -1, 1, 1))
+    bias = torch.from_numpy(op.bias.astype(np.int64)).view(1, -1, 1, 1)
+    y = requantize(acc, mult, shift, bias, torch.from_numpy(op.bias_shift.astype(np.int64)).view(1, -1, 1, 1))
     y = y.clamp(*_I32) if op.qmax is None else y.clamp(0, op.qmax)
     return y.reshape(y.shape[0], -1)
 
 
-def _add(op: AddOp, a: Tensor, b: Tensor) -> Tensor:
-    if op.table is not None:
-        table = torch.frombuffer(bytearray(op.table), dtype=torch.uint8).to(torch.int64)
-        return table[a * (op.b.vmax + 1) + b]
-    v = a * op.mult[0] + b * op.mult[1]
-    return torch.bitwise_right_shift(v, op.shift).clamp(0, op.qmax)
+def add_codes(op: AddOp, a: Tensor, b: Tensor) -> Tensor:
+    """The codes of an add: the fake-quant float32 add on bit patterns (:mod:`jpq.export.softfloat`)."""
+    va = torch.from_numpy(op.value_a.astype(np.int64))[a]
+    vb = torch.from_numpy(op.value_b.astype(np.int64))[b]
+    x = torch.clamp(f32_add(va, vb), max=op.clip_bits)  # non-negative floats order as their bits
+    return f32_floor(f32_mul(x, torch.tensor(op.scale_bits)))
 
 
 def _pool(op: PoolOp, x: Tensor) -> Tensor:
@@ -72,7 +75,7 @@ def run_reference(prog: IntProgram, codes: np.ndarray) -> np.ndarray:
             if isinstance(op, ConvOp):
                 env[op.y.name] = _conv(op, get(op.x))
             elif isinstance(op, AddOp):
-                env[op.y.name] = _add(op, get(op.a), get(op.b))
+                env[op.y.name] = add_codes(op, get(op.a), get(op.b))
             else:
                 env[op.y.name] = _pool(op, get(op.x))
     assert prog.output is not None

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from jpq.quant.fixed import common_fixed_point, fixed_point, requantize
+from jpq.quant.fixed import MAX_SHIFT, fixed_point, requantize
 
 
 @pytest.mark.parametrize(
@@ -29,14 +29,9 @@ def test_fixed_point_precision_and_range() -> None:
         m, s = fixed_point(mu)
         assert 1 << 30 <= m < 1 << 31 and 0 <= s <= 62
         assert abs(m / 2.0**s - mu) <= mu * 2.0**-31
-    for bad in (0.0, -1.0, math.inf, math.nan, 2.0**31, 2.0**-40):
+    for bad in (-1.0, math.inf, math.nan, 2.0**31, 2.0**-40):
         with pytest.raises(ValueError):
             fixed_point(bad)
-
-
-def test_common_fixed_point_shares_the_shift() -> None:
-    mults, shift = common_fixed_point([1.0, 0.25])
-    assert (mults, shift) == ([1 << 30, 1 << 28], 30)
 
 
 def test_requantize_floors_negative_values() -> None:
@@ -47,3 +42,25 @@ def test_requantize_floors_negative_values() -> None:
     off = torch.tensor(1 << 29)
     assert requantize(v, torch.tensor(1 << 30), torch.tensor(31), off).tolist() == [-2, -1, -1, 0, 0, 2]
     assert requantize(torch.tensor([1]), torch.tensor(1 << 30), torch.tensor(31), 3 * off).tolist() == [1]
+
+
+def test_zero_multiplier_leaves_the_offset() -> None:
+    """A channel whose weight scale is 0: m = 0 at the largest shift, the output is the offset alone."""
+    m, s = fixed_point(0.0)
+    assert (m, s) == (0, MAX_SHIFT)
+    v = torch.tensor([-7, 0, 123456])
+    got = requantize(v, torch.tensor(m), torch.tensor(s), torch.tensor(-5 << 20), torch.tensor(21))
+    assert got.tolist() == [-3, -3, -3]  # floor(-5 / 2)
+
+
+def test_requantize_int32_offset_at_a_coarser_resolution() -> None:
+    """floor((floor(v m / 2^(s - t)) + B) / 2^t) == floor((v m + B 2^(s - t)) / 2^s) (exact integers)."""
+    g = torch.Generator().manual_seed(0)
+    v = torch.randint(-(2**31), 2**31, (1000,), generator=g)
+    mult = torch.randint(2**30, 2**31, (1000,), generator=g)
+    off = torch.randint(-(2**30), 2**30, (1000,), generator=g)
+    s, t = torch.tensor(40), torch.tensor(12)
+    want = [((int(a) * int(m) + int(b) * 2**28) >> 40) for a, m, b in zip(v, mult, off, strict=True)]
+    assert requantize(v, mult, s, off, t).tolist() == want
+    assert requantize(v, mult, s, off).tolist() == [(int(a) * int(m) + int(b)) >> 40
+                                                     for a, m, b in zip(v, mult, off, strict=True)]

@@ -35,7 +35,8 @@ static void unpack_row(const jpq_block_t *b, int32_t row, int32_t len, int8_t *w
 
 static void store(const jpq_layer_t *l, int32_t oc, int32_t idx, int32_t acc, uint8_t *out_u8,
                   int32_t *out_i32) {
-    int64_t v = floor_shift((int64_t)acc * l->mult[oc] + l->bias[oc], l->shift[oc]);
+    int32_t t = l->bias_shift[oc];
+    int64_t v = floor_shift(floor_shift((int64_t)acc * l->mult[oc], l->shift[oc] - t) + l->bias[oc], t);
     if (l->qmax < 0) {
         if (v > INT32_MAX) {
             v = INT32_MAX;
@@ -135,20 +136,65 @@ void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, in
     }
 }
 
-void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, int32_t mult_a, int32_t mult_b, int32_t shift,
-             int32_t qmax, uint8_t *out) {
-    int32_t i;
-    for (i = 0; i < n; i++) {
-        int64_t v = floor_shift((int64_t)a[i] * mult_a + (int64_t)b[i] * mult_b, shift);
-        out[i] = (uint8_t)(v < 0 ? 0 : (v > qmax ? qmax : v));
+/* IEEE-754 binary32 arithmetic on the bit patterns of non-negative normal numbers (or zero), rounded to
+ * nearest, ties to even, with integers only: value = m * 2^(E - 150) with m = 2^23 | fraction bits. */
+#define B32_FRAC 0x7FFFFFu
+#define B32_HIDDEN 0x800000u
+
+/* the bits of v * 2^e (v of bit length n >= 24) rounded to 24 significant bits; a carry out of the
+ * significand moves into the exponent field, which is the correct result */
+static uint32_t b32_pack(uint64_t v, int32_t e, int32_t n) {
+    int32_t s = n - 24;
+    uint64_t keep = v >> s;
+    uint64_t rem = v - (keep << s);
+    uint32_t up = 0;
+    if (s > 0) {
+        uint64_t half = (uint64_t)1 << (s - 1);
+        up = (rem > half || (rem == half && (keep & 1))) ? 1u : 0u;
     }
+    return (uint32_t)((uint32_t)(e + s + 150) << 23) + (uint32_t)(keep - B32_HIDDEN) + up;
 }
 
-void jpq_add_table(const uint8_t *a, const uint8_t *b, int32_t n, const uint8_t *table, int32_t nb,
-                   uint8_t *out) {
+static uint32_t b32_add(uint32_t a, uint32_t b) {
+    uint32_t hi = a > b ? a : b, lo = a > b ? b : a; /* the bits order non-negative values */
+    int32_t d;
+    uint64_t v;
+    if (lo == 0) {
+        return hi;
+    }
+    d = (int32_t)(hi >> 23) - (int32_t)(lo >> 23);
+    if (d > 32) { /* lo is below 2^-8 of an ulp of hi */
+        return hi;
+    }
+    v = ((uint64_t)((hi & B32_FRAC) | B32_HIDDEN) << d) + ((lo & B32_FRAC) | B32_HIDDEN);
+    return b32_pack(v, (int32_t)(lo >> 23) - 150, 24 + d + ((v >> (24 + d)) != 0 ? 1 : 0));
+}
+
+static uint32_t b32_mul(uint32_t a, uint32_t b) {
+    uint64_t p;
+    if (a == 0 || b == 0) {
+        return 0;
+    }
+    p = (uint64_t)((a & B32_FRAC) | B32_HIDDEN) * ((b & B32_FRAC) | B32_HIDDEN);
+    return b32_pack(p, (int32_t)(a >> 23) + (int32_t)(b >> 23) - 300, 47 + (int32_t)(p >> 47));
+}
+
+/* floor of a value below 2^31 */
+static int32_t b32_floor(uint32_t f) {
+    int32_t e = (int32_t)(f >> 23) - 150;
+    uint32_t m = (f & B32_FRAC) | B32_HIDDEN;
+    if (f == 0 || e < -24) {
+        return 0;
+    }
+    return e >= 0 ? (int32_t)(m << e) : (int32_t)(m >> -e);
+}
+
+void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, const uint32_t *value_a, const uint32_t *value_b,
+             uint32_t scale, uint32_t clip, uint8_t *out) {
     int32_t i;
     for (i = 0; i < n; i++) {
-        out[i] = table[a[i] * nb + b[i]];
+        uint32_t x = b32_add(value_a[a[i]], value_b[b[i]]);
+        out[i] = (uint8_t)b32_floor(b32_mul(x > clip ? clip : x, scale));
     }
 }
 

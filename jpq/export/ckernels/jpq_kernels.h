@@ -2,8 +2,8 @@
  *
  * Activations are stored channel-major (C, H, W). A uint8 tensor holds codes q whose real value is
  * (q + offset) / S; a layer accumulates acc = sum w * (q + in_offset) in int32 and requantizes each
- * output channel with a fixed-point multiplier and its bias offset: floor((acc * mult + bias) / 2^shift)
- * in 64 bits, clamped to [0, qmax].
+ * output channel with a fixed-point multiplier and its int32 bias at 2^-bias_shift output steps:
+ * floor((floor(acc * mult / 2^(shift - bias_shift)) + bias) / 2^bias_shift) in 64 bits, clamped to [0, qmax].
  * Weights are bit-packed per precision block: integer i of a block is a bits-wide two's-complement field
  * at bits [i*bits, (i+1)*bits) of the block, least significant bit first (rows in C order).
  */
@@ -26,7 +26,8 @@ typedef struct {
     int32_t kh, kw, sh, sw, ph, pw, dh, dw;
     int32_t in_offset; /* added to every input code (the input's zero point) */
     int32_t qmax;      /* clamp of the uint8 output; -1: int32 output (logits), saturated */
-    const int64_t *bias; /* the bias in units of 2^-shift output steps */
+    const int32_t *bias;      /* the bias in units of 2^-bias_shift output steps */
+    const int8_t *bias_shift; /* <= shift */
     const int32_t *mult;
     const int8_t *shift;
     int32_t n_blocks;
@@ -40,13 +41,11 @@ void jpq_linear_u8(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int
 /* a linear on int32 inputs (the sums of an average pool) */
 void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, int32_t *out_i32);
 
-/* out = clamp(floor((a * mult_a + b * mult_b) / 2^shift), 0, qmax): an add rescaled to its output scale */
-void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, int32_t mult_a, int32_t mult_b, int32_t shift,
-             int32_t qmax, uint8_t *out);
-
-/* out = table[a * nb + b]: an add of two low-precision code tensors as a lookup table (nb codes of b) */
-void jpq_add_table(const uint8_t *a, const uint8_t *b, int32_t n, const uint8_t *table, int32_t nb,
-                   uint8_t *out);
+/* the fake-quant add of two PACT outputs and its re-quantization, in IEEE-754 binary32 on bit patterns
+ * (integer operations only): out = floor(min(value_a[a] + value_b[b], clip) * scale), every operation
+ * rounded as in binary32; value_a[q] holds the bits of the real value of code q */
+void jpq_add(const uint8_t *a, const uint8_t *b, int32_t n, const uint32_t *value_a, const uint32_t *value_b,
+             uint32_t scale, uint32_t clip, uint8_t *out);
 
 /* max pooling of uint8 codes; padded positions are skipped */
 void jpq_maxpool(const uint8_t *in, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t sh,
