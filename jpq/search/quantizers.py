@@ -143,7 +143,6 @@ class GroupQuantizer(nn.Module):
         clip: float = 6.0,
         members: Sequence[str] = (),
         is_output: bool | None = None,
-        pit: bool = False,
     ) -> None:
         super().__init__()
         bad = [b for b in w_bits if b not in W_BITS_ALL]
@@ -159,17 +158,9 @@ class GroupQuantizer(nn.Module):
         self.keep_alive = keep_alive
         self.state = state
         self.frozen = False
-        self.pit = pit
         self._is_output = (a_bits is None) if is_output is None else is_output
         cols = 1 if per_layer else channels
-        if pit:
-            # PIT (docs/method.md §7): one mask logit gamma per channel, initialised to 1.0; the "precisions"
-            # are (pruned, kept-float), and kept channels are counted in the 8-bit slot of the specs
-            if self.w_bits not in ((0, 8), (8,)):
-                raise ValueError("a PIT group has w_bits (0, 8) (prunable) or (8,) (output group)")
-            self.alpha = nn.Parameter(torch.ones(1, channels))
-        else:
-            self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
+        self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
         self.register_buffer("bits_t", torch.tensor(self.w_bits), persistent=False)
         grid = weight_grid(self.bits_t)
         self.register_buffer("grid_levels", grid.levels, persistent=False)
@@ -194,13 +185,6 @@ class GroupQuantizer(nn.Module):
     def is_output(self) -> bool:
         return self._is_output
 
-    def _pit_mask(self, hard_only: bool) -> Tensor:
-        """PIT's binary mask ``1[|gamma| > 0.5]`` with an identity STE; the last channel is always kept."""
-        g = self.alpha[0]
-        m = (g.detach().abs() > 0.5).to(g.dtype)
-        m[-1] = 1.0
-        return m if hard_only else m + (g - g.detach())
-
     @property
     def can_prune(self) -> bool:
         return 0 in self.w_bits
@@ -208,9 +192,6 @@ class GroupQuantizer(nn.Module):
     # -- theta -------------------------------------------------------------------------------------
     def argmax_theta(self) -> Tensor:
         """One-hot (P, C) of the argmax (§3.5), with the keep-alive rule when enabled (§11 item 5)."""
-        if self.pit:
-            m = self._pit_mask(hard_only=True)
-            return torch.stack([1.0 - m, m]) if self.can_prune else self.ones_theta
         a = self.alpha.detach()
         th = one_hot_argmax(a)
         if self.can_prune and self.w_bits[0] == 0 and not self.per_layer and bool((th[0] == 1).all()):
@@ -239,9 +220,6 @@ class GroupQuantizer(nn.Module):
             th = self._frozen_theta
         elif not self.training:
             th = self.argmax_theta()
-        elif self.pit:
-            m = self._pit_mask(hard_only=False)
-            th = torch.stack([1.0 - m, m])
         else:
             th = sample(self.alpha, self.state, True)
             if self.per_layer:
@@ -270,7 +248,7 @@ class GroupQuantizer(nn.Module):
 
     def init_rescale(self) -> float:
         """``1 / sum_{p != 0} theta_init[p]`` (§3.3): 1.1770 for (0, 2, 4, 8) at T = 1."""
-        if not self.can_prune or self.pit:
+        if not self.can_prune:
             return 1.0
         logits = _init_logits(self.w_bits) / self.state.temperature
         th = torch.softmax(logits, 0)
