@@ -29,7 +29,7 @@ from jpq.cost import per_layer_table
 from jpq.data import INPUT_QUANT, DataBundle
 from jpq.errors import ConfigError, RunDirError
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text, cpu_state
-from jpq.methods import Method, MethodResult, RunContext, epochs_total, get_method
+from jpq.methods import Method, MethodResult, RunContext, check_method, epochs_total, get_method
 from jpq.methods.base import fit_phase
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
@@ -146,9 +146,9 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     model can model, that the seed network builds and that ``warmup.init_from`` fits it. Returns the
     init_from state (or None)."""
     validate(cfg)
-    get_method(cfg.method.name).check(cfg)
     check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
     check_target(cfg)
+    check_method(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)

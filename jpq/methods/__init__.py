@@ -2,7 +2,7 @@
 
 Every module of this package but ``base`` lists its methods in ``METHODS`` (name -> instance);
 :func:`get_method` finds a method by ``cfg.method.name``. Adding a method is a new module here plus
-``conf/method/<name>.yaml`` (docs/architecture.md §9).
+``conf/method/<name>.yaml`` (docs/architecture.md §6).
 """
 
 from __future__ import annotations
@@ -42,6 +42,22 @@ def get_method(name: str) -> Method:
     return methods[name]
 
 
+def check_method(cfg: DictConfig) -> Method:
+    """The start-up checks of ``cfg.method``: a known name, the method's own rules, and a budget target
+    only for a method whose search a target can steer (``Method.steerable``)."""
+    method = get_method(cfg.method.name)
+    method.check(cfg)
+    from jpq.search.budget import target_request
+
+    request = target_request(cfg)
+    if request is not None and not method.steerable:
+        steerable = ", ".join(n for n, m in registry().items() if m.steerable)
+        raise ConfigError(
+            f"target.{request[0]}: method={method.name} does not search; use one of {steerable}"
+        )
+    return method
+
+
 def epochs_total(cfg: DictConfig) -> int:
     """Configured training epochs of one run, for comparisons at equal training: the warmup (a cached
     one counts: the network was trained for it, just not in this process) and every stage of the method."""
@@ -49,4 +65,4 @@ def epochs_total(cfg: DictConfig) -> int:
     return int(warm + get_method(cfg.method.name).epochs(cfg))
 
 
-__all__ = ["Method", "MethodResult", "RunContext", "epochs_total", "get_method", "registry"]
+__all__ = ["Method", "MethodResult", "RunContext", "check_method", "epochs_total", "get_method", "registry"]
