@@ -31,11 +31,8 @@ from jpq.search.groups import SharingGroups, out_channels, sharing_groups
 from jpq.search.layers import GroupAct, SearchConv, SearchLayer, SearchLinear
 from jpq.search.net import LayerInfo, SearchableNet
 from jpq.search.pit_gate import PitConv, PitGate, PitLinear
-from jpq.search.quantizers import ActQuantizer, GroupQuantizer
+from jpq.search.quantizers import ActQuantizer, ChannelGate, GroupQuantizer
 from jpq.search.sampler import SamplerState
-
-#: the channel source of a sharing group: precision logits, or PIT's mask logits
-Gate = GroupQuantizer | PitGate
 
 
 def _trace(model: nn.Module, input_example: Tensor) -> tuple[fx.GraphModule, Tensor]:
@@ -103,12 +100,12 @@ def _group_quantizers(
     keep_alive: bool,
     clip: float,
     pit: bool,
-) -> dict[fx.Node, Gate]:
+) -> dict[fx.Node, ChannelGate]:
     """One :class:`GroupQuantizer` per sharing group that holds a Conv/Linear, keyed by the group root,
     indexed in graph order. The output group searches ``w_bits`` without 0 and keeps float outputs
     (§1.4 item 6); ``per_layer``, ``keep_alive`` and ``clip`` go to every group. With ``pit`` every group
     gets a :class:`PitGate` instead (the output group's cannot prune)."""
-    group_of_root: dict[fx.Node, Gate] = {}
+    group_of_root: dict[fx.Node, ChannelGate] = {}
     for root, members in found.members.items():
         defining = [n for n in members if found.kinds[n] == "layer"]
         if not defining:
@@ -146,7 +143,7 @@ def _group_quantizers(
 def _producer_quant(
     found: SharingGroups,
     n: fx.Node,
-    group_of_root: dict[fx.Node, Gate],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
 ) -> ActQuantizer | None:
     """The activation quantizer of the tensor ``n`` produces: the input quantizer or its group's."""
@@ -164,7 +161,7 @@ def _layer_info(
     n: fx.Node,
     m: nn.Module,
     new: SearchLayer,
-    group_of_root: dict[fx.Node, Gate],
+    group_of_root: dict[fx.Node, ChannelGate],
 ) -> LayerInfo:
     """What the cost models need of the layer at node ``n`` (float module ``m``, searchable ``new``)."""
     s_root, mult, const = found.sources[found.tensor_args(n)[0]]
@@ -194,7 +191,7 @@ def _replace_layers(
     gm: fx.GraphModule,
     found: SharingGroups,
     modules: dict[str, nn.Module],
-    group_of_root: dict[fx.Node, Gate],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
     rescale: bool,
 ) -> list[LayerInfo]:
@@ -221,7 +218,7 @@ def _replace_layers(
 def _insert_act_quantizers(
     gm: fx.GraphModule,
     found: SharingGroups,
-    group_of_root: dict[fx.Node, Gate],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
 ) -> None:
     """Re-quantize every add output with its group's activation quantizer (§1.4 item 5) and the
