@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -159,17 +160,8 @@ def seed_specs(cfg: DictConfig, w_bits: int) -> list[LayerSpec]:
 
 def phase_spec(cfg: DictConfig, name: str) -> PhaseSpec:
     """The loop settings of phase ``trainer.<name>``."""
-    p = cfg.trainer[name]
-    return PhaseSpec(
-        name=name,
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        eval_batch_size=p.eval_batch_size,
-        patience=p.patience,
-        early_stop_start=p.early_stop_start,
-        monitor=p.monitor,
-        max_batches=p.max_batches,
-    )
+    p = cfg.trainer[name]  # a PhaseCfg: every PhaseSpec field but the name, and the optimizer
+    return PhaseSpec(name=name, **{f.name: p[f.name] for f in fields(PhaseSpec) if f.name != "name"})
 
 
 def optim_cfg(node: DictConfig) -> OptimConfig:

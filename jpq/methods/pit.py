@@ -34,16 +34,8 @@ def _pit_search(ctx: RunContext, net: SearchableNet, progress: Progress) -> FitR
     spec = phase_spec(cfg, "search")
     spec.name = "pit_search"
     oc = optim_cfg(cfg.trainer.search.optim)
-    ac = OptimConfig(
-        name="adam",
-        lr=float(cfg.method.pit_arch_lr),
-        weight_decay=0.0,
-        scheduler=oc.scheduler,
-        gamma=oc.gamma,
-        step_size=oc.step_size,
-        milestones=oc.milestones,
-        factors=oc.factors,
-    )
+    schedule = {k: getattr(oc, k) for k in ("scheduler", "gamma", "step_size", "milestones", "factors")}
+    ac = OptimConfig(name="adam", lr=float(cfg.method.pit_arch_lr), weight_decay=0.0, **schedule)
     opt_w = make_optimizer([{"params": net.weight_parameters()}], oc)
     opt_g = make_optimizer([{"params": net.arch_parameters()}], ac)
     term = SearchCost(
