@@ -180,11 +180,10 @@ def _search(argv: list[str]) -> int:
 
 def _cost(argv: list[str]) -> int:
     """``jpq cost``: per-layer table and totals under every cost model."""
-    import torch
     from rich.console import Console
     from rich.table import Table
 
-    from jpq.cost import evaluate_all, per_layer_table, to_uniform
+    from jpq.cost import evaluate_all, per_layer_table
 
     if any(a in ("-h", "--help") for a in argv):
         print(COST_USAGE)
@@ -206,9 +205,7 @@ def _cost(argv: list[str]) -> int:
         net = load_run(Path(extra["run"]))
         specs = net.layer_specs(fresh=True)
     else:
-        from jpq.data.base import InputQuant
-        from jpq.pipeline import build_model
-        from jpq.search import convert
+        from jpq.build import seed_specs
 
         try:
             cfg = compose_config(overrides)
@@ -220,10 +217,7 @@ def _cost(argv: list[str]) -> int:
             return _fail(f"bits={extra['bits']} is not a number")
         if bits not in (2, 4, 8):
             return _fail(f"bits={bits}: choose 2, 4 or 8")
-        shape = tuple(cfg.dataset.input_shape)
-        model = build_model(cfg, cfg.dataset.num_classes, shape[0])
-        net = convert(model, torch.zeros(1, *shape), w_bits=(8,), a_bits=(8,), input_quant=InputQuant())
-        specs = to_uniform(net.layer_specs(fresh=True), bits, 8)
+        specs = seed_specs(cfg, bits)
     totals = evaluate_all(specs)
     layers = per_layer_table(specs)
     if fmt == "json":

@@ -70,7 +70,7 @@ def _ensure_data(dataset: str, data_dir: Path, scale: float) -> float:
 
 def _load(cfg: Any) -> dict[str, int]:
     """Generated split sizes after the recipe's options (limit_train, val_size)."""
-    from jpq.pipeline import load_data
+    from jpq.build import load_data
 
     data = load_data(cfg)
     sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}

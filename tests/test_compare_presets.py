@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from jpq.cli import compose_config
-from jpq.train.epochs import epochs_total
+from jpq.methods import epochs_total
 
 
 @pytest.mark.parametrize(("experiment", "joint", "sequential"), [("compare_digits", 105, 170),

@@ -30,3 +30,15 @@ def test_c_kernels_are_package_data() -> None:
     kernels = ROOT / "jpq" / "export" / "ckernels"
     found = {p.name for pat in patterns for p in kernels.glob(pat.removeprefix("ckernels/"))}
     assert found == set(KERNEL_FILES)
+
+
+def test_every_python_package_is_packaged() -> None:
+    """A package of jpq/ missing from the list would be left out of a non-editable install."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "jpq").rglob("__init__.py")
+        if "conf" not in p.relative_to(ROOT / "jpq").parts
+    }
+    assert "jpq.methods" in found
+    assert found <= set(tool["packages"]), sorted(found - set(tool["packages"]))

@@ -226,7 +226,7 @@ def read_result(run_dir: Path) -> dict[str, Any]:
 def load_test_split(cfg: Any, run_dir: Path, max_samples: int | None) -> tuple[Tensor, Tensor]:
     """The run's test inputs and labels (at most ``max_samples``), read from its data folder without a
     download or progress bars."""
-    from jpq.pipeline import load_data
+    from jpq.build import load_data
 
     cfg.data_dir = _resolve_data_dir(cfg, run_dir)
     if "download" in cfg.dataset:

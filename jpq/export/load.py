@@ -29,10 +29,8 @@ def run_config(run_dir: Path) -> DictConfig:
 
 def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
     """The fine-tuned discrete network of ``run_dir`` in eval mode."""
-    from jpq.config import a_bits_of, w_bits_of
+    from jpq.build import build_seed_model, convert_from_cfg
     from jpq.data import INPUT_QUANT
-    from jpq.pipeline import build_model
-    from jpq.search import convert
 
     cfg = run_config(run_dir)
     ckpt = Path(run_dir) / "checkpoints" / "final.pt"
@@ -51,23 +49,12 @@ def load_run(run_dir: Path, *, map_location: str = "cpu") -> SearchableNet:
             f"{run_dir} is a PIT run: its result is a float network (checkpoints/pit_model.pt, rebuilt by "
             "jpq.export.pit.load_pit_model), nothing to quantize"
         )
-    model = build_model(cfg, cfg.dataset.num_classes, shape[0])
+    model = build_seed_model(cfg, cfg.dataset.num_classes, shape[0])
     if method == "pit_mixprec":  # the seed of the mixed-precision search is the pruned PIT network
         from jpq.export.pit import load_pit_model
 
         model = load_pit_model(Path(run_dir) / "checkpoints" / "pit_model.pt", model, torch.zeros(2, *shape))
-    net = convert(
-        model,
-        torch.zeros(2, *shape),
-        w_bits=w_bits_of(cfg),
-        a_bits=a_bits_of(cfg),
-        sampler=cfg.sampler.name,
-        gumbel_hard=cfg.sampler.gumbel_hard,
-        per_layer=cfg.method.per_layer,
-        input_quant=INPUT_QUANT[cfg.dataset.name],
-        keep_alive=cfg.keep_alive,
-        rescale=False,
-    )
+    net = convert_from_cfg(cfg, model, torch.zeros(2, *shape), INPUT_QUANT[cfg.dataset.name], training=False)
     net.discretize()
     try:
         net.load_state_dict(state)

@@ -7,7 +7,8 @@
 3. :func:`jpq.search.groups.sharing_groups` - classify the nodes, build the sharing groups (§1.4) and the
    channel source of every node; unsupported ops raise :class:`UnsupportedModelError` naming the node;
 4. :func:`_group_quantizers` - one :class:`GroupQuantizer` per group with a Conv/Linear (the group holding
-   the graph output cannot prune and keeps float outputs), and the input quantizer (§1.5);
+   the graph output cannot prune and keeps float outputs), and the input quantizer (§1.5); a PIT search
+   gets a :class:`~jpq.search.pit_gate.PitGate` per group instead, and no quantizer (§7);
 5. :func:`_replace_layers` - put searchable layers in place of the Conv/Linear modules (same qualified
    names), weights rescaled by ``1/(1-theta_0)`` (§3.3), and describe each layer for the cost models;
 6. :func:`_insert_act_quantizers` - re-quantize add outputs and the network input, then drop the ReLUs
@@ -29,7 +30,8 @@ from jpq.errors import UnsupportedModelError
 from jpq.search.groups import SharingGroups, out_channels, sharing_groups
 from jpq.search.layers import GroupAct, SearchConv, SearchLayer, SearchLinear
 from jpq.search.net import LayerInfo, SearchableNet
-from jpq.search.quantizers import ActQuantizer, GroupQuantizer
+from jpq.search.pit_gate import PitConv, PitGate, PitLinear
+from jpq.search.quantizers import ActQuantizer, ChannelGate, GroupQuantizer
 from jpq.search.sampler import SamplerState
 
 
@@ -98,12 +100,12 @@ def _group_quantizers(
     keep_alive: bool,
     clip: float,
     pit: bool,
-) -> dict[fx.Node, GroupQuantizer]:
+) -> dict[fx.Node, ChannelGate]:
     """One :class:`GroupQuantizer` per sharing group that holds a Conv/Linear, keyed by the group root,
     indexed in graph order. The output group searches ``w_bits`` without 0 and keeps float outputs
-    (§1.4 item 6); with ``pit`` every group has the masks 0/8 (the output group only 8) and no
-    activation quantizer; ``per_layer``, ``keep_alive`` and ``clip`` go to every group."""
-    group_of_root: dict[fx.Node, GroupQuantizer] = {}
+    (§1.4 item 6); ``per_layer``, ``keep_alive`` and ``clip`` go to every group. With ``pit`` every group
+    gets a :class:`PitGate` instead (the output group's cannot prune)."""
+    group_of_root: dict[fx.Node, ChannelGate] = {}
     for root, members in found.members.items():
         defining = [n for n in members if found.kinds[n] == "layer"]
         if not defining:
@@ -114,24 +116,26 @@ def _group_quantizers(
             names = ", ".join(n.name for n in defining + dws)
             raise UnsupportedModelError(f"layers {names} meet at an add but have different channel counts")
         is_out = root is found.output_root
+        names = [str(n.target) for n in members if found.kinds[n] in ("layer", "dw")]
         if pit:
-            gw: tuple[int, ...] = (8,) if is_out else (0, 8)
-        else:
-            gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
+            group_of_root[root] = PitGate(
+                len(group_of_root), chans.pop(), state, members=names, is_output=is_out
+            )
+            continue
+        gw = tuple(b for b in w_bits if b != 0) if is_out else tuple(w_bits)
         if not gw:
             raise ValueError("the output layer needs at least one non-zero weight precision")
         group_of_root[root] = GroupQuantizer(
             len(group_of_root),
             chans.pop(),
             gw,
-            None if is_out or pit else a_bits,
+            None if is_out else a_bits,
             state,
             per_layer=per_layer,
             keep_alive=keep_alive,
             clip=clip,
-            members=[str(n.target) for n in members if found.kinds[n] in ("layer", "dw")],
+            members=names,
             is_output=is_out,
-            pit=pit,
         )
     return group_of_root
 
@@ -139,7 +143,7 @@ def _group_quantizers(
 def _producer_quant(
     found: SharingGroups,
     n: fx.Node,
-    group_of_root: dict[fx.Node, GroupQuantizer],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
 ) -> ActQuantizer | None:
     """The activation quantizer of the tensor ``n`` produces: the input quantizer or its group's."""
@@ -157,7 +161,7 @@ def _layer_info(
     n: fx.Node,
     m: nn.Module,
     new: SearchLayer,
-    group_of_root: dict[fx.Node, GroupQuantizer],
+    group_of_root: dict[fx.Node, ChannelGate],
 ) -> LayerInfo:
     """What the cost models need of the layer at node ``n`` (float module ``m``, searchable ``new``)."""
     s_root, mult, const = found.sources[found.tensor_args(n)[0]]
@@ -187,7 +191,7 @@ def _replace_layers(
     gm: fx.GraphModule,
     found: SharingGroups,
     modules: dict[str, nn.Module],
-    group_of_root: dict[fx.Node, GroupQuantizer],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
     rescale: bool,
 ) -> list[LayerInfo]:
@@ -198,7 +202,11 @@ def _replace_layers(
         m = modules[n.target]
         g = group_of_root[found.root(n)]
         in_q = _producer_quant(found, found.tensor_args(n)[0], group_of_root, input_q)
-        new: SearchLayer = SearchLinear(m, g, in_q) if isinstance(m, nn.Linear) else SearchConv(m, g, in_q)
+        pit = isinstance(g, PitGate)
+        if isinstance(m, nn.Linear):
+            new: SearchLayer = (PitLinear if pit else SearchLinear)(m, g, in_q)
+        else:
+            new = (PitConv if pit else SearchConv)(m, g, in_q)
         if rescale:
             with torch.no_grad():
                 new.weight.mul_(g.init_rescale())
@@ -210,7 +218,7 @@ def _replace_layers(
 def _insert_act_quantizers(
     gm: fx.GraphModule,
     found: SharingGroups,
-    group_of_root: dict[fx.Node, GroupQuantizer],
+    group_of_root: dict[fx.Node, ChannelGate],
     input_q: ActQuantizer | None,
 ) -> None:
     """Re-quantize every add output with its group's activation quantizer (§1.4 item 5) and the

@@ -43,9 +43,6 @@ class SearchLayer(nn.Module):
         """Mixed (fake-quantized) weight and bias of this forward call."""
         g: GroupQuantizer = self.group  # type: ignore[assignment]
         theta = g.theta()
-        if g.pit:  # float channel pruning: weights and bias masked, not quantized (§7 PIT)
-            mask = theta[-1]
-            return self.weight * mask.view(-1, *([1] * (self.weight.dim() - 1))), self.bias * mask
         iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
         s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
         if g.state.fused:  # the same values from one compiled kernel (jpq.quant.fused)

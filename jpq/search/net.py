@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from jpq.cost.spec import LayerSpec
-from jpq.search.quantizers import ActQuantizer, GroupQuantizer
+from jpq.search.quantizers import ActQuantizer, ChannelGate
 from jpq.search.sampler import SamplerState, one_hot_argmax
 
 
@@ -44,7 +44,7 @@ class SearchableNet(nn.Module):
     def __init__(
         self,
         gm: fx.GraphModule,
-        groups: list[GroupQuantizer],
+        groups: list[ChannelGate],
         input_quant: ActQuantizer | None,
         layers: list[LayerInfo],
         state: SamplerState,

@@ -123,7 +123,87 @@ class ActQuantizer(nn.Module):
         return self.bits[int(torch.argmax(self.alpha.detach()))] if len(self.bits) > 1 else self.bits[0]
 
 
-class GroupQuantizer(nn.Module):
+class ChannelGate(nn.Module):
+    """The channel source of a sharing group: what its layers, the searchable net, the cost specs and the
+    export ask of it (theta per forward call, the argmax, freezing, the chosen precision per channel).
+
+    Subclasses set the logits ``alpha`` and give :meth:`argmax_theta` and :meth:`_sampled_theta` (theta
+    while training): :class:`GroupQuantizer` here, PIT's :class:`~jpq.search.pit_gate.PitGate`.
+    """
+
+    alpha: nn.Parameter
+    act: ActQuantizer | None
+    per_layer: bool = False
+
+    def __init__(
+        self, index: int, channels: int, w_bits: Sequence[int], state: SamplerState, *,
+        members: Sequence[str] = (), is_output: bool,
+    ) -> None:
+        super().__init__()
+        self.index = index
+        self.channels = channels
+        self.w_bits = tuple(int(b) for b in w_bits)
+        self.members = tuple(members)
+        self.state = state
+        self.frozen = False
+        self._is_output = is_output
+        self.register_buffer("bits_t", torch.tensor(self.w_bits), persistent=False)
+        self.register_buffer("ones_theta", torch.ones(1, channels), persistent=False)
+        self.register_buffer("sel", _selector(self.w_bits, W_BITS_ALL), persistent=False)
+        self.last_theta: Tensor | None = None
+        self._frozen_theta: Tensor | None = None
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._frozen_theta = None  # new logits: the argmax is recomputed
+        super()._load_from_state_dict(*args, **kwargs)
+
+    @property
+    def is_output(self) -> bool:
+        return self._is_output
+
+    @property
+    def can_prune(self) -> bool:
+        return 0 in self.w_bits
+
+    def argmax_theta(self) -> Tensor:
+        raise NotImplementedError
+
+    def _sampled_theta(self) -> Tensor:
+        raise NotImplementedError
+
+    def theta(self) -> Tensor:
+        """theta (P, C) for one member's forward call: sampled while training, else the argmax."""
+        if len(self.w_bits) == 1:
+            th = self.ones_theta
+        elif self.frozen:
+            if self._frozen_theta is None:
+                self._frozen_theta = self.argmax_theta()
+            th = self._frozen_theta
+        elif not self.training:
+            th = self.argmax_theta()
+        else:
+            th = self._sampled_theta()
+        self.last_theta = th
+        return th
+
+    def current_theta(self) -> Tensor:
+        """theta of the last forward call (what the cost must see, §5.1), else the argmax."""
+        return self.last_theta if self.last_theta is not None else self.theta()
+
+    def freeze(self) -> None:
+        """Discretize: logits frozen, argmax assignment (§3.5, §6.1 fine-tune)."""
+        self.frozen = True
+        self.alpha.requires_grad_(False)
+        self._frozen_theta = None
+        self.last_theta = None
+
+    def channel_bits(self) -> list[int]:
+        """Chosen precision per output channel (0 = pruned)."""
+        idx = torch.argmax(self.argmax_theta(), dim=0)
+        return [self.w_bits[int(i)] for i in idx]
+
+
+class GroupQuantizer(ChannelGate):
     """Weight-precision logits of a sharing group plus its activation quantizer.
 
     ``alpha`` has shape (|P_W|, C_g) for the per-channel search, (|P_W|, 1) for the per-layer one
@@ -143,74 +223,32 @@ class GroupQuantizer(nn.Module):
         clip: float = 6.0,
         members: Sequence[str] = (),
         is_output: bool | None = None,
-        pit: bool = False,
     ) -> None:
-        super().__init__()
         bad = [b for b in w_bits if b not in W_BITS_ALL]
         if not w_bits or bad:
             raise ValueError(f"weight bits must be a non-empty subset of {W_BITS_ALL}, got {tuple(w_bits)}")
         if list(w_bits) != sorted(w_bits) or len(set(w_bits)) != len(w_bits):
             raise ValueError(f"weight bits must be sorted and unique, got {tuple(w_bits)}")
-        self.index = index
-        self.channels = channels
-        self.w_bits = tuple(int(b) for b in w_bits)
-        self.members = tuple(members)
+        out = (a_bits is None) if is_output is None else is_output
+        super().__init__(index, channels, w_bits, state, members=members, is_output=out)
         self.per_layer = per_layer
         self.keep_alive = keep_alive
-        self.state = state
-        self.frozen = False
-        self.pit = pit
-        self._is_output = (a_bits is None) if is_output is None else is_output
         cols = 1 if per_layer else channels
-        if pit:
-            # PIT (docs/method.md §7): one mask logit gamma per channel, initialised to 1.0; the "precisions"
-            # are (pruned, kept-float), and kept channels are counted in the 8-bit slot of the specs
-            if self.w_bits not in ((0, 8), (8,)):
-                raise ValueError("a PIT group has w_bits (0, 8) (prunable) or (8,) (output group)")
-            self.alpha = nn.Parameter(torch.ones(1, channels))
-        else:
-            self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
-        self.register_buffer("bits_t", torch.tensor(self.w_bits), persistent=False)
+        self.alpha = nn.Parameter(_init_logits(self.w_bits).unsqueeze(1).repeat(1, cols))
         grid = weight_grid(self.bits_t)
         self.register_buffer("grid_levels", grid.levels, persistent=False)
         self.register_buffer("grid_upper", grid.upper, persistent=False)
         self.register_buffer("grid_nonzero", grid.nonzero, persistent=False)
-        self.register_buffer("ones_theta", torch.ones(1, channels), persistent=False)
-        self.register_buffer("sel", _selector(self.w_bits, W_BITS_ALL), persistent=False)
         self.act = ActQuantizer(a_bits, state, clip=clip) if a_bits is not None else None
-        self.last_theta: Tensor | None = None
-        self._frozen_theta: Tensor | None = None
         self._warned = False
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._frozen_theta = None  # new logits: the argmax is recomputed
-        super()._load_from_state_dict(*args, **kwargs)
 
     @property
     def grid(self) -> WeightGrid:
         return WeightGrid(self.grid_levels, self.grid_upper, self.grid_nonzero)
 
-    @property
-    def is_output(self) -> bool:
-        return self._is_output
-
-    def _pit_mask(self, hard_only: bool) -> Tensor:
-        """PIT's binary mask ``1[|gamma| > 0.5]`` with an identity STE; the last channel is always kept."""
-        g = self.alpha[0]
-        m = (g.detach().abs() > 0.5).to(g.dtype)
-        m[-1] = 1.0
-        return m if hard_only else m + (g - g.detach())
-
-    @property
-    def can_prune(self) -> bool:
-        return 0 in self.w_bits
-
     # -- theta -------------------------------------------------------------------------------------
     def argmax_theta(self) -> Tensor:
         """One-hot (P, C) of the argmax (§3.5), with the keep-alive rule when enabled (§11 item 5)."""
-        if self.pit:
-            m = self._pit_mask(hard_only=True)
-            return torch.stack([1.0 - m, m]) if self.can_prune else self.ones_theta
         a = self.alpha.detach()
         th = one_hot_argmax(a)
         if self.can_prune and self.w_bits[0] == 0 and not self.per_layer and bool((th[0] == 1).all()):
@@ -229,48 +267,20 @@ class GroupQuantizer(nn.Module):
                 self._warned = True
         return th.expand(-1, self.channels) if self.per_layer else th
 
-    def theta(self) -> Tensor:
-        """Sample theta (P, C) for one member's forward call."""
-        if len(self.w_bits) == 1:
-            th = self.ones_theta
-        elif self.frozen:
-            if self._frozen_theta is None:
-                self._frozen_theta = self.argmax_theta()
-            th = self._frozen_theta
-        elif not self.training:
-            th = self.argmax_theta()
-        elif self.pit:
-            m = self._pit_mask(hard_only=False)
-            th = torch.stack([1.0 - m, m])
-        else:
-            th = sample(self.alpha, self.state, True)
-            if self.per_layer:
-                th = th.expand(-1, self.channels)
-        self.last_theta = th
-        return th
-
-    def current_theta(self) -> Tensor:
-        """theta of the last forward call (what the cost must see, §5.1), else the argmax."""
-        return self.last_theta if self.last_theta is not None else self.theta()
+    def _sampled_theta(self) -> Tensor:
+        th = sample(self.alpha, self.state, True)
+        return th.expand(-1, self.channels) if self.per_layer else th
 
     def freeze(self) -> None:
         """Discretize: alphas frozen, argmax assignment (§3.5, §6.1 fine-tune)."""
-        self.frozen = True
-        self.alpha.requires_grad_(False)
-        self._frozen_theta = None
-        self.last_theta = None
+        super().freeze()
         if self.act is not None:
             self.act.freeze()
 
     # -- reporting ---------------------------------------------------------------------------------
-    def channel_bits(self) -> list[int]:
-        """Chosen precision per output channel (0 = pruned)."""
-        idx = torch.argmax(self.argmax_theta(), dim=0)
-        return [self.w_bits[int(i)] for i in idx]
-
     def init_rescale(self) -> float:
         """``1 / sum_{p != 0} theta_init[p]`` (§3.3): 1.1770 for (0, 2, 4, 8) at T = 1."""
-        if not self.can_prune or self.pit:
+        if not self.can_prune:
             return 1.0
         logits = _init_logits(self.w_bits) / self.state.temperature
         th = torch.softmax(logits, 0)

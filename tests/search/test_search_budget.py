@@ -117,7 +117,6 @@ def test_target_checks_and_resolution() -> None:
     assert target_request(_cfg(size_kb=8)) == ("size_kb", 8.0)
     for bad, msg in [({"size_kb": 8, "ne16_cycles": 1e5}, "set one budget target"),
                      ({"size_kb": -1}, "positive"), ({"fraction": 1.5}, r"\(0, 1\]"),
-                     ({"size_kb": 8, "method": "fixed"}, "does not search"),
                      ({"fraction": 0.2, "aim": 0}, "aim")]:
         with pytest.raises(ConfigError, match=msg):
             target_request(_cfg(**bad))
