@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from export_assign import choose
 from rich.console import Console
 from test_export_net import _case, _expected_weight_bits, _randomize_bn, randomize
 from torch import Tensor, nn
@@ -117,12 +118,7 @@ def _prune_most(net: SearchableNet, seed: int, keep: float) -> None:
         if grp.can_prune:
             idx = torch.where(torch.rand(c, generator=g) < keep, idx, 0)
             idx[int(torch.randint(0, c, (1,), generator=g))] = int(torch.randint(1, p, (1,), generator=g))
-        alpha = torch.zeros(p, c)
-        alpha[idx, torch.arange(c)] = 1.0
-        grp.alpha.data.copy_(alpha)
-        if grp.act is not None:
-            grp.act.clip_val.data.mul_(0.3 + 0.7 * torch.rand(grp.act.clip_val.shape, generator=g))
-            grp.act.alpha.data.copy_(torch.rand(grp.act.alpha.shape, generator=g))
+        choose(grp, idx, g)
     net.discretize().eval()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from export_assign import choose
 from rich.console import Console
 from torch import Tensor, nn
 
@@ -77,12 +78,7 @@ def randomize(net: SearchableNet, seed: int) -> None:
             if bool((idx == 0).all()):  # keep >= 1 channel
                 idx[int(torch.randint(0, c, (1,), generator=g))] = grp.w_bits.index(4)
             prunable += 1
-        alpha = torch.zeros(p, c)
-        alpha[idx, torch.arange(c)] = 1.0
-        grp.alpha.data.copy_(alpha)
-        if grp.act is not None:
-            grp.act.clip_val.data.mul_(0.3 + 0.7 * torch.rand(grp.act.clip_val.shape, generator=g))
-            grp.act.alpha.data.copy_(torch.rand(grp.act.alpha.shape, generator=g))
+        choose(grp, idx, g)
     iq = net.input_quant
     iq.clip_val.data.mul_(0.8 + 0.4 * torch.rand(iq.clip_val.shape, generator=g))
     if iq.clip_lo is not None:
