@@ -472,12 +472,12 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     seed network builds and that ``warmup.init_from`` fits it. Returns the init_from state (or None)."""
     validate(cfg)
     check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
-    check_target(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
     cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
     seed = build_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
+    check_target(cfg, seed)  # an unreachable target fails here, before the data is loaded
     if not cfg.warmup.init_from:
         return None
     init_state = read_init(cfg.warmup.init_from)

@@ -88,9 +88,39 @@ def target_request(cfg: DictConfig) -> tuple[str, float] | None:
     return key, value
 
 
-def check_target(cfg: DictConfig) -> None:
-    """The start-up check of ``cfg.target`` (no data needed)."""
-    target_request(cfg)
+def check_target(cfg: DictConfig, seed_model: torch.nn.Module | None = None) -> None:
+    """The start-up check of ``cfg.target``, before any data is loaded or trained: its values, and with
+    ``seed_model`` that the cheapest network the search can reach (:func:`floor_cost`) fits the target.
+
+    The floor is taken on the seed converted on a zero example of ``cfg.dataset.input_shape`` (costs
+    depend on shapes only). pit_mixprec searches a network PIT has pruned first: an absolute target is
+    checked against the seed with pruning allowed (PIT can go down to one channel per group), a fraction
+    (of the pruned network's 8-bit cost, unknown before PIT) only after PIT, by :func:`check_reachable`.
+    """
+    req = target_request(cfg)
+    if req is None or seed_model is None:
+        return
+    pit = cfg.method.name == "pit_mixprec"
+    if pit and req[0] == "fraction":
+        return
+    net = _startup_net(cfg, seed_model, prune=pit)
+    budget = resolve_budget(cfg, net.layer_specs(fresh=True))
+    assert budget is not None
+    check_reachable(net, budget)
+
+
+def _startup_net(cfg: DictConfig, seed_model: torch.nn.Module, *, prune: bool) -> Any:
+    """``seed_model`` converted with ``cfg``'s search space on a zero input (``prune``: 0 bits added)."""
+    from jpq.config import a_bits_of, w_bits_of
+    from jpq.data import INPUT_QUANT
+    from jpq.search.convert import convert
+
+    w_bits = w_bits_of(cfg)
+    if prune and 0 not in w_bits:
+        w_bits = (0, *w_bits)
+    example = torch.zeros(1, *(int(d) for d in cfg.dataset.input_shape))
+    return convert(seed_model, example, w_bits=w_bits, a_bits=a_bits_of(cfg), per_layer=cfg.method.per_layer,
+                   input_quant=INPUT_QUANT.get(cfg.dataset.name))
 
 
 @dataclass(frozen=True)
@@ -238,11 +268,13 @@ def repair(net: Any, budget: Budget, *, fill: bool = True) -> dict[str, Any]:
 
 
 def check_reachable(net: Any, budget: Budget) -> None:
-    """ConfigError before any training when even the cheapest network the groups allow (every channel
+    """ConfigError (one line) when even the cheapest network the groups allow (every channel
     at the lowest precision, prunable groups down to one channel) is over the target."""
     floor = floor_cost(net, budget.metric)
     if floor > budget.value:
+        given = f"fraction={budget.fraction:g} ({budget.metric} {budget.value:g})" if budget.fraction \
+            else f"{budget.metric}={budget.value:g}"
         raise ConfigError(
-            f"target.{budget.metric}={budget.value:g} cannot be met: the cheapest network this method's "
-            f"precisions allow costs {floor:g}"
+            f"target.{given} is below the cheapest network the search can reach ({budget.metric} {floor:g}, "
+            f"{floor / budget.seed_value:.3g} of the 8-bit seed's {budget.seed_value:g})"
         )
