@@ -24,10 +24,11 @@ from torch import Tensor, nn
 from jpq.config import a_bits_of, w_bits_of
 from jpq.cost import get_cost, to_uniform
 from jpq.cost.spec import LayerSpec
-from jpq.data import DataBundle, Split, load_dataset
+from jpq.data import INPUT_QUANT, DataBundle, Split, load_dataset
 from jpq.data.base import InputQuant
 from jpq.errors import ConfigError
 from jpq.search import SearchableNet, convert
+from jpq.search.budget import check_reachable, resolve_budget, target_request
 from jpq.train.cache import cache_key
 from jpq.train.loop import PhaseSpec
 from jpq.train.optim import OptimConfig
@@ -166,3 +167,26 @@ def phase_spec(cfg: DictConfig, name: str) -> PhaseSpec:
 
 def optim_cfg(node: DictConfig) -> OptimConfig:
     return OptimConfig(**OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
+
+
+def check_target_floor(cfg: DictConfig, seed_model: nn.Module, *, prunes_first: bool = False) -> None:
+    """A budget target below the cheapest network the search can reach (every group at its cheapest
+    allowed assignment, :func:`jpq.search.repair.floor_cost`) fails at start-up, before any data is
+    loaded: the floor is taken on ``seed_model`` converted on a zero input (costs depend on shapes only).
+
+    A method that prunes before it searches (``prunes_first``: PIT, then the search) checks an absolute
+    target against the seed with pruning allowed (PIT can go down to one channel per group); a fraction,
+    a share of the pruned network's 8-bit cost, is known only after PIT and checked then
+    (:func:`jpq.search.budget.check_reachable`)."""
+    req = target_request(cfg)
+    if req is None or (prunes_first and req[0] == "fraction"):
+        return
+    w_bits = w_bits_of(cfg)
+    if prunes_first and 0 not in w_bits:
+        w_bits = (0, *w_bits)
+    example = torch.zeros(1, *(int(d) for d in cfg.dataset.input_shape))
+    net = convert(seed_model, example, w_bits=w_bits, a_bits=a_bits_of(cfg), per_layer=cfg.method.per_layer,
+                  input_quant=INPUT_QUANT.get(cfg.dataset.name))
+    budget = resolve_budget(cfg, net.layer_specs(fresh=True))
+    assert budget is not None
+    check_reachable(net, budget)

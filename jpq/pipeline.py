@@ -23,7 +23,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
-from jpq.build import build_cost, build_seed_model, console, first_line, load_data, run_hash, seed_everything
+from jpq.build import (
+    build_cost,
+    build_seed_model,
+    check_target_floor,
+    console,
+    first_line,
+    load_data,
+    run_hash,
+    seed_everything,
+)
 from jpq.config import a_bits_of, validate, w_bits_of
 from jpq.cost import per_layer_table
 from jpq.data import INPUT_QUANT, DataBundle
@@ -34,7 +43,6 @@ from jpq.methods.base import fit_phase
 from jpq.pareto.plot import plot_arch
 from jpq.pareto.records import write_result
 from jpq.quant.fused import check_step
-from jpq.search.budget import check_target
 from jpq.train import resources
 from jpq.train.cache import cache_key, cached
 from jpq.train.loop import FitResult
@@ -147,13 +155,13 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     init_from state (or None)."""
     validate(cfg)
     check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
-    check_target(cfg)
-    check_method(cfg)
+    method = check_method(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)
     in_bits = iq.bits if iq is not None and iq.bits is not None else a_bits_of(cfg)
     cost_model.check(w_bits_of(cfg), a_bits_of(cfg), in_bits)
     seed = build_seed_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
+    check_target_floor(cfg, seed, prunes_first=method.prunes_first)  # before the data is loaded
     if not cfg.warmup.init_from:
         return None
     init_state = read_init(cfg.warmup.init_from)

@@ -96,6 +96,16 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("target-fraction", ["search", "target.fraction=2"], "in (0, 1]"),
     ("two-targets", ["search", "target.size_kb=8", "target.fraction=0.5"], "set one budget target"),
     ("target-fixed", ["search", "method=fixed", "target.size_kb=8"], "method=fixed does not search"),
+    # an unreachable target: the floor (every group at its cheapest assignment) is costed on the seed
+    # alone, no data loaded (gsc has none here); DS-CNN's NE16 floor is 26413 cycles, 12.9 % of 8 bits
+    (
+        "target-below-floor",
+        ["search", "dataset=gsc", "target.ne16_cycles=20000"],
+        "target.ne16_cycles=20000 is below the cheapest network the search can reach (ne16_cycles 26413,",
+    ),
+    ("target-fraction-below-floor", ["search", "cost=ne16", "target.fraction=0.1"], "target.fraction=0.1 ("),
+    ("target-mixprec-below-floor", ["search", "method=mixprec", "target.fraction=0.2"],
+     "is below the cheapest network the search can reach"),
     ("device", ["search", "device=tpu"]),
     ("device-gpu", ["search", "device=gpu"], "device='gpu': choose one of auto, cpu, cuda, cuda:N"),
     ("threads-0", ["search", "threads=0"], "threads=0: must be >= 1"),
@@ -116,6 +126,11 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
         "sweep-cost-precision",
         ["search", "-m", "cost=size,ne16", "method.a_bits=[8],[4,8]"],
         "(job cost=ne16 method.a_bits=[4,8])",
+    ),
+    (
+        "sweep-target-below-floor",
+        ["search", "-m", "cost=ne16", "target.fraction=0.5,0.1"],
+        "is below the cheapest network the search can reach (ne16_cycles",
     ),
     (
         "sweep-experiment-with-bad-value",

@@ -69,6 +69,8 @@ class Method(ABC):
     name: str
     #: a budget target (``target.*``) can steer its search
     steerable: bool = False
+    #: it prunes the seed before its search (a budget fraction is then a share of the pruned network)
+    prunes_first: bool = False
 
     def check(self, cfg: DictConfig) -> None:  # noqa: B027 - most methods have no rule of their own
         """The method's own start-up checks of ``cfg`` (one-line ConfigError)."""

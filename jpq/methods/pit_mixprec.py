@@ -17,6 +17,7 @@ from jpq.methods.searched import Searched
 class PitMixprec(Method):
     name = "pit_mixprec"
     steerable = True
+    prunes_first = True
 
     def __init__(self) -> None:
         self.second = Searched(self.name)

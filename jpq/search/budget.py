@@ -82,11 +82,6 @@ def target_request(cfg: DictConfig) -> tuple[str, float] | None:
     return key, value
 
 
-def check_target(cfg: DictConfig) -> None:
-    """The start-up check of ``cfg.target`` (no data needed)."""
-    target_request(cfg)
-
-
 @dataclass(frozen=True)
 class Budget:
     """A resolved target: ``value`` in the unit of result metric ``metric``; ``seed_value`` is the 8-bit
@@ -232,11 +227,13 @@ def repair(net: Any, budget: Budget, *, fill: bool = True) -> dict[str, Any]:
 
 
 def check_reachable(net: Any, budget: Budget) -> None:
-    """ConfigError before any training when even the cheapest network the groups allow (every channel
+    """ConfigError (one line) when even the cheapest network the groups allow (every channel
     at the lowest precision, prunable groups down to one channel) is over the target."""
     floor = floor_cost(net, budget.metric)
     if floor > budget.value:
+        given = f"fraction={budget.fraction:g} ({budget.metric} {budget.value:g})" if budget.fraction \
+            else f"{budget.metric}={budget.value:g}"
         raise ConfigError(
-            f"target.{budget.metric}={budget.value:g} cannot be met: the cheapest network this method's "
-            f"precisions allow costs {floor:g}"
+            f"target.{given} is below the cheapest network the search can reach ({budget.metric} {floor:g}, "
+            f"{floor / budget.seed_value:.3g} of the 8-bit seed's {budget.seed_value:g})"
         )

@@ -17,7 +17,14 @@ from jpq.errors import ConfigError
 from jpq.models import DSCNN
 from jpq.models.digits import DigitsCNN
 from jpq.search import convert
-from jpq.search.budget import Budget, BudgetCost, check_reachable, repair, resolve_budget, target_request
+from jpq.search.budget import (
+    Budget,
+    BudgetCost,
+    check_reachable,
+    repair,
+    resolve_budget,
+    target_request,
+)
 from jpq.search.repair import fit_to_budget, floor_cost
 
 
@@ -91,12 +98,13 @@ def test_unreachable_target_is_a_config_error() -> None:
     # NE16 pays a fixed cost per spatial tile and layer: DS-CNN cannot go under 12.9 % of its 8-bit latency
     joint = _dscnn()
     assert floor_cost(joint, "ne16_cycles") == 26_413
-    with pytest.raises(ConfigError, match=r"target.ne16_cycles=20483.8 cannot be met.*26413"):
+    below = r"target.fraction=0.1 \(ne16_cycles 20483.8\) is below the cheapest network the search can reach"
+    with pytest.raises(ConfigError, match=below + r" \(ne16_cycles 26413, 0.129 of the 8-bit seed's 204838"):
         check_reachable(joint, Budget("ne16_cycles", 0.1 * 204_838, 204_838, 0.1))
     net = _dscnn(w_bits=(2, 4, 8))  # mixprec: no pruning, the floor is every channel at 2 bits
     floor = floor_cost(net, "size_kb")
     assert floor == pytest.approx(22.016 / 4, rel=1e-9)
-    with pytest.raises(ConfigError, match="cannot be met"):
+    with pytest.raises(ConfigError, match="is below the cheapest network"):
         check_reachable(net, Budget("size_kb", 0.9 * floor, 22.016))
     check_reachable(net, Budget("size_kb", 1.1 * floor, 22.016))
     rec = repair(net, Budget("size_kb", 1.1 * floor, 22.016))
@@ -125,6 +133,30 @@ def test_target_checks_and_resolution() -> None:
     assert b == Budget("ne16_cycles", 0.25 * 204_838, 204_838, 0.25) and b.cost == "ne16"
     assert b.normalized == pytest.approx(0.25)
     assert resolve_budget(_cfg(size_kb=8), specs) == Budget("size_kb", 8.0, 22.016)
+
+
+@pytest.mark.parametrize(("overrides", "reachable"), [
+    (["target.ne16_cycles=26413"], True),  # DS-CNN's NE16 floor exactly (test above)
+    (["target.ne16_cycles=26412"], False),
+    (["method=pit_mixprec", "target.ne16_cycles=26412"], False),  # PIT prunes: the same floor as joint
+    (["method=pit_mixprec", "target.fraction=0.01"], True),  # a share of the pruned net: checked after PIT
+    (["method=mixprec", "target.fraction=0.25"], True),  # no pruning: every channel at 2 bits, 1/4 size
+    (["method=mixprec", "target.fraction=0.2499"], False),
+])
+def test_startup_check_refuses_a_target_below_the_floor(overrides: list[str], reachable: bool) -> None:
+    from jpq.build import build_seed_model, check_target_floor
+    from jpq.cli import compose_config
+    from jpq.methods import get_method
+
+    cfg = compose_config(["dataset=gsc", *overrides])
+    seed = build_seed_model(cfg, cfg.dataset.num_classes, cfg.dataset.input_shape[0])
+    target_request(cfg)  # the values
+    first = get_method(cfg.method.name).prunes_first
+    if reachable:
+        check_target_floor(cfg, seed, prunes_first=first)
+    else:
+        with pytest.raises(ConfigError, match="is below the cheapest network the search can reach"):
+            check_target_floor(cfg, seed, prunes_first=first)
 
 
 class _Const:
@@ -182,5 +214,7 @@ def test_budget_run_end_to_end(tmp_path: Path) -> None:
     assert "next_multiplier" in hist and "cost_over_aim" in hist
     with pytest.raises(ConfigError, match="set one budget target"):
         check_config(compose_config([*over, "target.fraction=0.5", "target.size_kb=4"]))
-    with pytest.raises(ConfigError, match=r"target.ne16_cycles=100 cannot be met"):
-        run(compose_config([*over, "target.ne16_cycles=100"]), tmp_path / "low")
+    low = tmp_path / "low"  # refused by the start-up check, before the data is loaded or a folder made
+    with pytest.raises(ConfigError, match=r"target.ne16_cycles=100 is below .* \(ne16_cycles 1265, 0.2 of"):
+        run(compose_config([*over, "target.ne16_cycles=100"]), low)
+    assert not low.exists()
