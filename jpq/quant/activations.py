@@ -19,8 +19,7 @@ tensor ``floor(S_j * clamp(x))`` for the theta gradient instead of recomputing i
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,6 +44,27 @@ def _quantize(x: Tensor, lo: Tensor | None, hi: Tensor, scale: Tensor, *, divide
     return y.div_(scale) if divide else y
 
 
+def _quantize_cpu(x: Tensor, lo: float, hi: float, scale: float, divide: bool = True) -> Tensor:
+    """:func:`_quantize` with the bounds and scale as Python floats (exact float32 values)."""
+    y = torch.clamp(x, lo, hi).mul_(scale).floor_()
+    return y.div_(scale) if divide else y
+
+
+#: the dtypes whose arithmetic the host reproduces exactly (IEEE single and double)
+_HOST = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _host_scale(level: float, lo: float, hi: float, f: type) -> float:
+    """``level / (hi - lo + PACT_EPS)`` in the tensors' arithmetic ``f``, as the tensor ops compute it."""
+    span = f(hi) if lo == 0.0 else f(hi) - f(lo)
+    return float(f(level) / (span + f(PACT_EPS)))
+
+
+def _below(hi: float, f: type) -> float:
+    """The float of type ``f`` just below ``hi``: ``x >= hi`` is ``x > _below(hi, f)``."""
+    return float(np.nextafter(f(hi), f(-np.inf)))
+
+
 def _masks(x: Tensor, lo: Tensor | None, hi: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     above = x >= hi
     below = x <= (0.0 if lo is None else lo)
@@ -57,41 +77,54 @@ class _Pact(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
+        f = _HOST.get(torch.promote_types(level.dtype, hi.dtype))
+        ctx.signed, ctx.clip_shape = lo is not None, hi.shape
+        ctx.cpu = x.device.type == "cpu" and f is not None
+        if ctx.cpu:  # bounds and scale as floats: a handful of tensor ops in all
+            ctx.save_for_backward(x)
+            lo_f, hi_f = 0.0 if lo is None else float(lo), float(hi)
+            ctx.bounds = (lo_f, hi_f, _HOST[hi.dtype] if hi.dtype in _HOST else f)
+            return _quantize_cpu(x, lo_f, hi_f, _host_scale(float(level), lo_f, hi_f, f))
         span = hi if lo is None else hi - lo
         scale = level / (span.detach() + PACT_EPS)
         ctx.save_for_backward(x, hi, lo if lo is not None else hi)
-        ctx.signed = lo is not None
         return _quantize(x, lo, hi, scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, hi, lo = ctx.saved_tensors
+        if ctx.cpu:
+            return _pact_backward_cpu(ctx, grad)
+        # accelerators: element-wise passes are cheap there; avoid host syncs
         need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        if x.is_cuda:  # element-wise passes are cheap there; avoid host syncs
-            inside, above, below = _masks(x, lo if ctx.signed else None, hi)
-            grad_x = torch.where(inside, grad, 0.0) if need_x else None
-            grad_hi = torch.where(above, grad, 0.0).sum().reshape(hi.shape) if need_hi else None
-            grad_lo = (
-                torch.where(below, grad, 0.0).sum().reshape(hi.shape) if ctx.signed and need_lo else None
-            )
-            return grad_x, grad_lo, grad_hi, None
-        # CPU: two fused kernels instead of compare/combine/select passes
-        # hardtanh_backward: grad where lower < x < hi; threshold_backward: grad where x > lower
-        lower = float(lo) if ctx.signed else 0.0
-        inside = torch.ops.aten.hardtanh_backward(grad, x, lower, float(hi))
-        grad_hi = grad_lo = None
-        if not ctx.signed:
-            if need_hi:  # x >= hi  <=>  x > the float just below hi: one pass
-                below_hi = float(torch.nextafter(hi.detach(), hi.new_full((), -math.inf)))
-                grad_hi = torch.ops.aten.threshold_backward(grad, x, below_hi).sum().reshape(hi.shape)
-        elif need_hi or need_lo:
-            over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
-            s_inside = inside.sum()
-            if need_hi:  # x >= hi  <=>  x > lower and not inside
-                grad_hi = (over_lower - s_inside).reshape(hi.shape)
-            if ctx.signed and need_lo:  # x <= lower
-                grad_lo = (grad.sum() - over_lower).reshape(hi.shape)
-        return inside if need_x else None, grad_lo, grad_hi, None
+        x, hi, lo = ctx.saved_tensors
+        inside, above, below = _masks(x, lo if ctx.signed else None, hi)
+        grad_x = torch.where(inside, grad, 0.0) if need_x else None
+        grad_hi = torch.where(above, grad, 0.0).sum().reshape(hi.shape) if need_hi else None
+        grad_lo = torch.where(below, grad, 0.0).sum().reshape(hi.shape) if ctx.signed and need_lo else None
+        return grad_x, grad_lo, grad_hi, None
+
+
+def _pact_backward_cpu(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:  # type: ignore[no-untyped-def]
+    """CPU backward of :class:`_Pact`: two fused kernels instead of compare/combine/select passes.
+
+    hardtanh_backward: grad where lower < x < hi; threshold_backward: grad where x > lower.
+    """
+    (x,) = ctx.saved_tensors
+    lower, hi, f = ctx.bounds
+    need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    inside = torch.ops.aten.hardtanh_backward(grad, x, lower, hi)
+    grad_hi = grad_lo = None
+    if not ctx.signed:
+        if need_hi:  # x >= hi  <=>  x > the float just below hi: one pass
+            grad_hi = torch.ops.aten.threshold_backward(grad, x, _below(hi, f)).sum().reshape(ctx.clip_shape)
+    elif need_hi or need_lo:
+        over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
+        s_inside = inside.sum()
+        if need_hi:  # x >= hi  <=>  x > lower and not inside
+            grad_hi = (over_lower - s_inside).reshape(ctx.clip_shape)
+        if need_lo:  # x <= lower
+            grad_lo = (grad.sum() - over_lower).reshape(ctx.clip_shape)
+    return inside if need_x else None, grad_lo, grad_hi, None
 
 
 class _MixedPact(torch.autograd.Function):
@@ -177,7 +210,8 @@ def mixed_pact(
     else:
         single, mixed = _Pact, _MixedPact
     if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)
-        return single.apply(x, None if lo is None else lo[0:1], hi[0:1], lv[0])
+        return single.apply(x, lo, hi, lv[0]) if hi.shape == (1,) else single.apply(
+            x, None if lo is None else lo[0:1], hi[0:1], lv[0])
     return mixed.apply(x, lo, hi, theta, lv)
 
 
