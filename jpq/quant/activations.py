@@ -134,17 +134,24 @@ class _MixedPact(torch.autograd.Function):
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, theta: Tensor, levels: Tensor):  # type: ignore[override]
         span = hi if lo is None else hi - lo
         scales = levels / (span.detach() + PACT_EPS)
+        p = levels.shape[0]
+        ctx.signed, ctx.cpu = lo is not None, x.device.type == "cpu"
+        if ctx.cpu:  # bounds and scales as floats: no per-precision select/item ops
+            his, sc = hi.tolist(), scales.tolist()
+            los = lo.tolist() if lo is not None else [0.0] * p
+            ctx.bounds = (los, his)
+            qs = [_quantize_cpu(x, los[j], his[j], sc[j], divide=False) for j in range(p)]
+        else:
+            qs = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j], divide=False)
+                  for j in range(p)]
         # integer levels q_j = floor(S_j * clamp(x)); the 1/S_j goes into the mixture weights, which
         # saves one full pass per precision: out = sum_j (theta_j / S_j) * q_j
-        qs = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j], divide=False)
-              for j in range(levels.shape[0])]
-        coef = theta / scales
+        coef = (theta / scales).unbind(0)
         out = qs[0] * coef[0]
-        for j in range(1, len(qs)):
+        for j in range(1, p):
             out.addcmul_(qs[j], coef[j])  # one fused pass, no host sync
         keep = qs if ctx.needs_input_grad[3] else []
         ctx.save_for_backward(x, hi, lo if lo is not None else hi, theta, scales, *keep)
-        ctx.signed = lo is not None
         return out
 
     @staticmethod
@@ -152,10 +159,12 @@ class _MixedPact(torch.autograd.Function):
         x, hi, lo, theta, scales, *qs = ctx.saved_tensors
         p = theta.shape[0]
         need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_hi = torch.zeros_like(hi) if need_hi else None
-        grad_lo = torch.zeros_like(hi) if ctx.signed and need_lo else None
-        if x.is_cuda:
+        if ctx.cpu:
+            grad_x, grad_lo, grad_hi = _mixed_backward_cpu(ctx, grad, x, theta)
+        else:
+            grad_x = torch.zeros_like(x) if need_x else None
+            grad_hi = torch.zeros_like(hi) if need_hi else None
+            grad_lo = torch.zeros_like(hi) if ctx.signed and need_lo else None
             for j in range(p):
                 inside, above, below = _masks(x, lo[j] if ctx.signed else None, hi[j])
                 if grad_x is not None:
@@ -164,27 +173,33 @@ class _MixedPact(torch.autograd.Function):
                     grad_hi[j] = torch.where(above, grad, 0.0).sum() * theta[j]
                 if grad_lo is not None:
                     grad_lo[j] = torch.where(below, grad, 0.0).sum() * theta[j]
-        else:  # CPU: fused mask kernels (see _Pact.backward)
-            th = theta.tolist()
-            his = hi.tolist()
-            los = lo.tolist() if ctx.signed else [0.0] * p
-            total = grad.sum() if grad_lo is not None else None
-            over = {}
-            for j in range(p):
-                inside = torch.ops.aten.hardtanh_backward(grad, x, los[j], his[j])
-                if grad_x is not None:
-                    grad_x.add_(inside, alpha=th[j])
-                if grad_hi is not None or grad_lo is not None:
-                    if los[j] not in over:
-                        over[los[j]] = torch.ops.aten.threshold_backward(grad, x, los[j]).sum()
-                    if grad_hi is not None:
-                        grad_hi[j] = (over[los[j]] - inside.sum()) * th[j]
-                    if grad_lo is not None:
-                        grad_lo[j] = (total - over[los[j]]) * th[j]
         g = grad.reshape(-1)
         # dL/dtheta_j = <g, PACT_j(x)> = <g, q_j> / S_j
         grad_theta = torch.stack([torch.dot(g, q.reshape(-1)) for q in qs]) / scales if qs else None
         return grad_x, grad_lo, grad_hi, grad_theta, None
+
+
+def _mixed_backward_cpu(ctx, grad: Tensor, x: Tensor, theta: Tensor):  # type: ignore[no-untyped-def]
+    """``dL/dx``, ``dL/dlo``, ``dL/dhi`` of :class:`_MixedPact` on the CPU with the fused mask kernels of
+    :func:`_pact_backward_cpu`; the per-precision clip sums are stacked, not written one by one."""
+    los, his = ctx.bounds
+    need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    need_lo = need_lo and ctx.signed
+    th = theta.tolist()
+    grad_x, inside_sums, over = None, [], {}
+    for j in range(len(th)):
+        inside = torch.ops.aten.hardtanh_backward(grad, x, los[j], his[j])
+        if need_hi:
+            inside_sums.append(inside.sum())
+        if need_hi or need_lo:
+            if los[j] not in over:  # x > lower
+                over[los[j]] = torch.ops.aten.threshold_backward(grad, x, los[j]).sum()
+        if need_x:  # sum_j theta_j * (grad where lo_j < x < hi_j)
+            grad_x = inside.mul_(th[j]) if grad_x is None else grad_x.add_(inside, alpha=th[j])
+    overs = torch.stack([over[lo] for lo in los]) if need_hi or need_lo else None
+    grad_hi = (overs - torch.stack(inside_sums)) * theta if need_hi else None  # x >= hi_j
+    grad_lo = (grad.sum() - overs) * theta if need_lo else None  # x <= lo_j
+    return grad_x, grad_lo, grad_hi
 
 
 def mixed_pact(

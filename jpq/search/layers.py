@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jpq.quant import mixed_weight, quantize_bias
 from jpq.quant.params import mixed_layer_params
+from jpq.quant.weights import grid_scales
 from jpq.search.quantizers import ActQuantizer, GroupQuantizer
 
 
@@ -54,8 +56,14 @@ class SearchLayer(nn.Module):
             return FusedLayerParams.apply(
                 self.weight, self.bias, theta, s_a, g.grid_levels, g.grid_upper, g.grid_nonzero
             )
-        # mixed_weight and quantize_bias(b, s_a * s_w_eff) in one autograd node (same numbers)
-        return mixed_layer_params(self.weight, self.bias, theta, s_a, g.grid, g.w_bits[0] == 0)
+        if g.state.layer_node:  # the composition below as one autograd node (same values)
+            return mixed_layer_params(self.weight, self.bias, theta, s_a, g.grid, g.w_bits[0] == 0)
+        grid = g.grid
+        scales = grid_scales(self.weight, grid)  # (P, C, 1), no grad
+        w = mixed_weight(self.weight, theta, g.bits_t, grid=grid, scales=scales)
+        s_w = (theta * scales.squeeze(-1)).sum(0)  # (C,), carries the gradient to theta (§2.3)
+        b = quantize_bias(self.bias, s_a * s_w)
+        return w, b
 
     def _linear_op(self, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError
