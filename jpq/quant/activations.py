@@ -19,8 +19,7 @@ tensor ``floor(S_j * clamp(x))`` for the theta gradient instead of recomputing i
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,6 +44,27 @@ def _quantize(x: Tensor, lo: Tensor | None, hi: Tensor, scale: Tensor, *, divide
     return y.div_(scale) if divide else y
 
 
+def _quantize_cpu(x: Tensor, lo: float, hi: float, scale: float, divide: bool = True) -> Tensor:
+    """:func:`_quantize` with the bounds and scale as Python floats (exact float32 values)."""
+    y = torch.clamp(x, lo, hi).mul_(scale).floor_()
+    return y.div_(scale) if divide else y
+
+
+#: the dtypes whose arithmetic the host reproduces exactly (IEEE single and double)
+_HOST = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _host_scale(level: float, lo: float, hi: float, f: type) -> float:
+    """``level / (hi - lo + PACT_EPS)`` in the tensors' arithmetic ``f``, as the tensor ops compute it."""
+    span = f(hi) if lo == 0.0 else f(hi) - f(lo)
+    return float(f(level) / (span + f(PACT_EPS)))
+
+
+def _below(hi: float, f: type) -> float:
+    """The float of type ``f`` just below ``hi``: ``x >= hi`` is ``x > _below(hi, f)``."""
+    return float(np.nextafter(f(hi), f(-np.inf)))
+
+
 def _masks(x: Tensor, lo: Tensor | None, hi: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     above = x >= hi
     below = x <= (0.0 if lo is None else lo)
@@ -57,40 +77,53 @@ class _Pact(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
+        f = _HOST.get(torch.promote_types(level.dtype, hi.dtype))
+        ctx.signed, ctx.clip_shape = lo is not None, hi.shape
+        ctx.cpu = x.device.type == "cpu" and f is not None
+        if ctx.cpu:  # bounds and scale as floats: a handful of tensor ops in all
+            ctx.save_for_backward(x)
+            lo_f, hi_f = 0.0 if lo is None else float(lo), float(hi)
+            ctx.bounds = (lo_f, hi_f, _HOST[hi.dtype] if hi.dtype in _HOST else f)
+            return _quantize_cpu(x, lo_f, hi_f, _host_scale(float(level), lo_f, hi_f, f))
         scale = pact_scale(level, hi.detach(), None if lo is None else lo.detach())
         ctx.save_for_backward(x, hi, lo if lo is not None else hi)
-        ctx.signed = lo is not None
         return _quantize(x, lo, hi, scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, hi, lo = ctx.saved_tensors
+        if ctx.cpu:
+            return _pact_backward_cpu(ctx, grad)
+        # accelerators: element-wise passes are cheap there; avoid host syncs
         need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        if x.is_cuda:  # element-wise passes are cheap there; avoid host syncs
-            inside, above, below = _masks(x, lo if ctx.signed else None, hi)
-            grad_x = torch.where(inside, grad, 0.0) if need_x else None
-            grad_hi = torch.where(above, grad, 0.0).sum().reshape(hi.shape) if need_hi else None
-            grad_lo = (
-                torch.where(below, grad, 0.0).sum().reshape(hi.shape) if ctx.signed and need_lo else None
-            )
-            return grad_x, grad_lo, grad_hi, None
-        # CPU: two fused kernels instead of compare/combine/select passes
-        # hardtanh_backward: grad where lower < x < hi; threshold_backward: grad where x > lower
-        lower = float(lo) if ctx.signed else 0.0
-        inside = torch.ops.aten.hardtanh_backward(grad, x, lower, float(hi))
-        grad_hi = grad_lo = None
-        if not ctx.signed:
-            if need_hi:  # x >= hi  <=>  x > the float just below hi: one pass
-                below_hi = float(torch.nextafter(hi.detach(), hi.new_full((), -math.inf)))
-                grad_hi = torch.ops.aten.threshold_backward(grad, x, below_hi).sum().reshape(hi.shape)
-        elif need_hi or need_lo:
-            over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
-            s_inside = inside.sum()
-            if need_hi:  # x >= hi  <=>  x > lower and not inside
-                grad_hi = (over_lower - s_inside).reshape(hi.shape)
-            if ctx.signed and need_lo:  # x <= lower
-                grad_lo = (grad.sum() - over_lower).reshape(hi.shape)
-        return inside if need_x else None, grad_lo, grad_hi, None
+        x, hi, lo = ctx.saved_tensors
+        inside, above, below = _masks(x, lo if ctx.signed else None, hi)
+        grad_x = torch.where(inside, grad, 0.0) if need_x else None
+        grad_hi = torch.where(above, grad, 0.0).sum().reshape(hi.shape) if need_hi else None
+        grad_lo = torch.where(below, grad, 0.0).sum().reshape(hi.shape) if ctx.signed and need_lo else None
+        return grad_x, grad_lo, grad_hi, None
+
+
+def _pact_backward_cpu(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:  # type: ignore[no-untyped-def]
+    """CPU backward of :class:`_Pact`: two fused kernels instead of compare/combine/select passes.
+
+    hardtanh_backward: grad where lower < x < hi; threshold_backward: grad where x > lower.
+    """
+    (x,) = ctx.saved_tensors
+    lower, hi, f = ctx.bounds
+    need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    inside = torch.ops.aten.hardtanh_backward(grad, x, lower, hi)
+    grad_hi = grad_lo = None
+    if not ctx.signed:
+        if need_hi:  # x >= hi  <=>  x > the float just below hi: one pass
+            grad_hi = torch.ops.aten.threshold_backward(grad, x, _below(hi, f)).sum().reshape(ctx.clip_shape)
+    elif need_hi or need_lo:
+        over_lower = torch.ops.aten.threshold_backward(grad, x, lower).sum()  # x > lower
+        s_inside = inside.sum()
+        if need_hi:  # x >= hi  <=>  x > lower and not inside
+            grad_hi = (over_lower - s_inside).reshape(ctx.clip_shape)
+        if need_lo:  # x <= lower
+            grad_lo = (grad.sum() - over_lower).reshape(ctx.clip_shape)
+    return inside if need_x else None, grad_lo, grad_hi, None
 
 
 class _MixedPact(torch.autograd.Function):
@@ -99,17 +132,24 @@ class _MixedPact(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, theta: Tensor, levels: Tensor):  # type: ignore[override]
         scales = pact_scale(levels, hi.detach(), None if lo is None else lo.detach())
+        p = levels.shape[0]
+        ctx.signed, ctx.cpu = lo is not None, x.device.type == "cpu"
+        if ctx.cpu:  # bounds and scales as floats: no per-precision select/item ops
+            his, sc = hi.tolist(), scales.tolist()
+            los = lo.tolist() if lo is not None else [0.0] * p
+            ctx.bounds = (los, his)
+            qs = [_quantize_cpu(x, los[j], his[j], sc[j], divide=False) for j in range(p)]
+        else:
+            qs = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j], divide=False)
+                  for j in range(p)]
         # integer levels q_j = floor(S_j * clamp(x)); the 1/S_j goes into the mixture weights, which
         # saves one full pass per precision: out = sum_j (theta_j / S_j) * q_j
-        qs = [_quantize(x, None if lo is None else lo[j], hi[j], scales[j], divide=False)
-              for j in range(levels.shape[0])]
-        coef = theta / scales
+        coef = (theta / scales).unbind(0)
         out = qs[0] * coef[0]
-        for j in range(1, len(qs)):
+        for j in range(1, p):
             out.addcmul_(qs[j], coef[j])  # one fused pass, no host sync
         keep = qs if ctx.needs_input_grad[3] else []
         ctx.save_for_backward(x, hi, lo if lo is not None else hi, theta, scales, *keep)
-        ctx.signed = lo is not None
         return out
 
     @staticmethod
@@ -117,10 +157,12 @@ class _MixedPact(torch.autograd.Function):
         x, hi, lo, theta, scales, *qs = ctx.saved_tensors
         p = theta.shape[0]
         need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_hi = torch.zeros_like(hi) if need_hi else None
-        grad_lo = torch.zeros_like(hi) if ctx.signed and need_lo else None
-        if x.is_cuda:
+        if ctx.cpu:
+            grad_x, grad_lo, grad_hi = _mixed_backward_cpu(ctx, grad, x, theta)
+        else:
+            grad_x = torch.zeros_like(x) if need_x else None
+            grad_hi = torch.zeros_like(hi) if need_hi else None
+            grad_lo = torch.zeros_like(hi) if ctx.signed and need_lo else None
             for j in range(p):
                 inside, above, below = _masks(x, lo[j] if ctx.signed else None, hi[j])
                 if grad_x is not None:
@@ -129,27 +171,33 @@ class _MixedPact(torch.autograd.Function):
                     grad_hi[j] = torch.where(above, grad, 0.0).sum() * theta[j]
                 if grad_lo is not None:
                     grad_lo[j] = torch.where(below, grad, 0.0).sum() * theta[j]
-        else:  # CPU: fused mask kernels (see _Pact.backward)
-            th = theta.tolist()
-            his = hi.tolist()
-            los = lo.tolist() if ctx.signed else [0.0] * p
-            total = grad.sum() if grad_lo is not None else None
-            over = {}
-            for j in range(p):
-                inside = torch.ops.aten.hardtanh_backward(grad, x, los[j], his[j])
-                if grad_x is not None:
-                    grad_x.add_(inside, alpha=th[j])
-                if grad_hi is not None or grad_lo is not None:
-                    if los[j] not in over:
-                        over[los[j]] = torch.ops.aten.threshold_backward(grad, x, los[j]).sum()
-                    if grad_hi is not None:
-                        grad_hi[j] = (over[los[j]] - inside.sum()) * th[j]
-                    if grad_lo is not None:
-                        grad_lo[j] = (total - over[los[j]]) * th[j]
         g = grad.reshape(-1)
         # dL/dtheta_j = <g, PACT_j(x)> = <g, q_j> / S_j
         grad_theta = torch.stack([torch.dot(g, q.reshape(-1)) for q in qs]) / scales if qs else None
         return grad_x, grad_lo, grad_hi, grad_theta, None
+
+
+def _mixed_backward_cpu(ctx, grad: Tensor, x: Tensor, theta: Tensor):  # type: ignore[no-untyped-def]
+    """``dL/dx``, ``dL/dlo``, ``dL/dhi`` of :class:`_MixedPact` on the CPU with the fused mask kernels of
+    :func:`_pact_backward_cpu`; the per-precision clip sums are stacked, not written one by one."""
+    los, his = ctx.bounds
+    need_x, need_lo, need_hi = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    need_lo = need_lo and ctx.signed
+    th = theta.tolist()
+    grad_x, inside_sums, over = None, [], {}
+    for j in range(len(th)):
+        inside = torch.ops.aten.hardtanh_backward(grad, x, los[j], his[j])
+        if need_hi:
+            inside_sums.append(inside.sum())
+        if need_hi or need_lo:
+            if los[j] not in over:  # x > lower
+                over[los[j]] = torch.ops.aten.threshold_backward(grad, x, los[j]).sum()
+        if need_x:  # sum_j theta_j * (grad where lo_j < x < hi_j)
+            grad_x = inside.mul_(th[j]) if grad_x is None else grad_x.add_(inside, alpha=th[j])
+    overs = torch.stack([over[lo] for lo in los]) if need_hi or need_lo else None
+    grad_hi = (overs - torch.stack(inside_sums)) * theta if need_hi else None  # x >= hi_j
+    grad_lo = (grad.sum() - overs) * theta if need_lo else None  # x <= lo_j
+    return grad_x, grad_lo, grad_hi
 
 
 def mixed_pact(
@@ -175,7 +223,8 @@ def mixed_pact(
     else:
         single, mixed = _Pact, _MixedPact
     if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)
-        return single.apply(x, None if lo is None else lo[0:1], hi[0:1], lv[0])
+        return single.apply(x, lo, hi, lv[0]) if hi.shape == (1,) else single.apply(
+            x, None if lo is None else lo[0:1], hi[0:1], lv[0])
     return mixed.apply(x, lo, hi, theta, lv)
 
 

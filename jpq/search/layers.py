@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jpq.quant import mixed_weight, quantize_bias
+from jpq.quant.params import mixed_layer_params
 from jpq.quant.weights import grid_scales
 from jpq.search.quantizers import ActQuantizer, GroupQuantizer
 
@@ -52,6 +53,8 @@ class SearchLayer(nn.Module):
             return FusedLayerParams.apply(
                 self.weight, self.bias, theta, s_a, g.grid_levels, g.grid_upper, g.grid_nonzero
             )
+        if g.state.layer_node:  # the composition below as one autograd node (same values)
+            return mixed_layer_params(self.weight, self.bias, theta, s_a, g.grid, g.w_bits[0] == 0)
         grid = g.grid
         scales = grid_scales(self.weight, grid)  # (P, C, 1), no grad
         w = mixed_weight(self.weight, theta, g.bits_t, grid=grid, scales=scales)

@@ -56,6 +56,10 @@ class SamplerState:
     temperature: float = 1.0
     gumbel_hard: bool = False
     fused: bool = False
+    #: eager step: each layer's weight side as one autograd node (jpq.quant.params); False composes
+    #: mixed_weight and quantize_bias as before: the same values and per-layer gradients, but a logit
+    #: gradient with several contributions sums them in another order (differences of float rounding)
+    layer_node: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
