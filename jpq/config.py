@@ -101,6 +101,7 @@ class TargetCfg:
     fraction: float | None = None  # of the 8-bit seed's cost under `cost`
     aim: float = 0.95  # the controller's set point, as a share of the target (headroom for the argmax)
     fill: bool = True  # after the argmax, promote channels while the network stays within the target
+    start: float = 0.1  # the multiplier the controller starts from (budget mode does not use strength)
     rate: float = 0.15  # the controller's gain: change of log(multiplier) per epoch at an error of e
 
 

@@ -96,6 +96,8 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("target-fraction", ["search", "target.fraction=2"], "in (0, 1]"),
     ("two-targets", ["search", "target.size_kb=8", "target.fraction=0.5"], "set one budget target"),
     ("target-fixed", ["search", "method=fixed", "target.size_kb=8"], "method=fixed does not search"),
+    ("target-start", ["search", "target.size_kb=8", "target.start=0"],
+     "target.start must be a finite number > 0"),
     # an unreachable target: the floor (every group at its cheapest assignment) is costed on the seed
     # alone, no data loaded (gsc has none here); DS-CNN's NE16 floor is 26413 cycles, 12.9 % of 8 bits
     (

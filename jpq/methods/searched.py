@@ -38,6 +38,8 @@ def _search_cost(
     if budget is not None:  # budget mode: steered by the target's cost model, always normalised
         check_reachable(net, budget)
         cost_model, normalize = budget.cost_model(cfg.cost), True
+        console.log(f"budget: {budget.metric} target {budget.value:g}; the multiplier starts at "
+                    f"target.start={float(cfg.target.start):g} (strength is not used)")
     scale = reference_cost(cost_model, net.layer_specs(fresh=True)) if normalize else 1.0
     return cost_model, normalize, budget, scale
 
@@ -57,7 +59,7 @@ def _search(
     term: SearchCost | BudgetCost = SearchCost(
         net, cost_model, float(cfg.strength), cfg.trainer.strength_schedule, spec.epochs, scale
     ) if budget is None else BudgetCost(
-        net, cost_model, scale, budget.normalized, init=float(cfg.strength), rate=float(cfg.target.rate),
+        net, cost_model, scale, budget.normalized, init=float(cfg.target.start), rate=float(cfg.target.rate),
         aim=float(cfg.target.aim), state_path=ckpt / "budget_multiplier.json",
     )
     decay = float(cfg.sampler.decay)

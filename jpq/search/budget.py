@@ -11,8 +11,10 @@ by a multiplier that a controller adjusts while the search runs, then makes the 
   cost fits, and a network pushed far under regrows only slowly). The step is multiplicative because
   useful strengths span orders of magnitude (0.01 .. 10) and the cost responds to log(mu); the gain is
   small (0.15 per epoch) because the architecture answers a change of mu only after a few epochs of
-  the logits' momentum, and a large gain overshoots into a collapsed network. ``strength`` is the
-  starting multiplier; ``aim`` (< 1) leaves headroom for the argmax, close to but not exactly the
+  the logits' momentum, and a large gain overshoots into a collapsed network. ``target.start`` (0.1)
+  is the starting multiplier, not ``strength``: started at 1 the argmax of an NE16 target at 25 % falls
+  to the cost floor within two epochs and stays there (docs/benchmarks.md §7.1). ``aim`` (< 1) leaves
+  headroom for the argmax, close to but not exactly the
   relaxed network. The error is the cost of the argmax network, the one that is kept, not the relaxed
   expected cost: with NE16 the relaxed cost pays a partial tile per precision and stays above a low
   target even when the argmax is at its floor, so a controller on it winds the multiplier up for ever.
@@ -79,6 +81,8 @@ def target_request(cfg: DictConfig) -> tuple[str, float] | None:
         raise ConfigError(f"target.aim must be in (0, 1], got {t.aim}")
     if not float(t.rate) > 0:
         raise ConfigError(f"target.rate must be > 0, got {t.rate}")
+    if not 0 < float(t.start) < math.inf:
+        raise ConfigError(f"target.start must be a finite number > 0, got {t.start}")
     return key, value
 
 

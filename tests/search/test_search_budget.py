@@ -116,7 +116,7 @@ def _cfg(**target) -> object:
         "method": {"name": target.pop("method", "joint")},
         "cost": {"name": target.pop("cost", "size")},
         "target": {"size_kb": None, "ne16_cycles": None, "mpic_cycles": None, "bitops": None,
-                   "fraction": None, "aim": 0.95, "rate": 0.15, "fill": True, **target},
+                   "fraction": None, "aim": 0.95, "start": 0.1, "rate": 0.15, "fill": True, **target},
     })
 
 
@@ -125,7 +125,8 @@ def test_target_checks_and_resolution() -> None:
     assert target_request(_cfg(size_kb=8)) == ("size_kb", 8.0)
     for bad, msg in [({"size_kb": 8, "ne16_cycles": 1e5}, "set one budget target"),
                      ({"size_kb": -1}, "positive"), ({"fraction": 1.5}, r"\(0, 1\]"),
-                     ({"fraction": 0.2, "aim": 0}, "aim")]:
+                     ({"fraction": 0.2, "aim": 0}, "aim"),
+                     ({"size_kb": 8, "start": float("inf")}, "target.start")]:
         with pytest.raises(ConfigError, match=msg):
             target_request(_cfg(**bad))
     specs = _dscnn().layer_specs(fresh=True)
