@@ -67,27 +67,51 @@ def test_mixture_of_2_4_8_matches_eager() -> None:
         assert torch.allclose(ga[i], gb[i], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("a_bits", [(8,), (2, 4, 8)])
-def test_resnet8_step_same_loss_and_gradients(a_bits: tuple[int, ...]) -> None:
+def _steps_both_ways(
+    a_bits: tuple[int, ...], switch: str, strength: float, signed: bool = False
+) -> tuple[tuple[torch.Tensor, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Loss and gradients of one float64 ResNet-8 search step (weights {0,2,4,8}) with
+    ``net.state.<switch>`` False, then True, from the same parameters."""
     torch.manual_seed(0)
-    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64) * 2 - (1.0 if signed else 0.0)
     y = torch.tensor([0, 3, 5, 9])
-    net = convert(ResNet8(), x[:2].float(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=InputQuant())
+    iq = InputQuant(signed=True, lo=-1.0, hi=1.0) if signed else InputQuant()
+    net = convert(ResNet8(), x[:2].float(), w_bits=(0, 2, 4, 8), a_bits=a_bits, input_quant=iq)
     net = net.double().train()
     cost = get_cost("bitops")
     res = []
-    for fused in (False, True):
-        net.state.fused = fused
+    for on in (False, True):
+        setattr(net.state, switch, on)
         net.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x), y) + 1e-8 * cost(net.layer_specs())
+        loss = F.cross_entropy(net(x), y) + strength * cost(net.layer_specs())
         loss.backward()
         grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
         res.append((loss.detach(), grads))
-    (l0, g0), (l1, g1) = res
+    return res[0], res[1]
+
+
+@pytest.mark.parametrize("a_bits", [(8,), (2, 4, 8)])
+def test_resnet8_step_same_loss_and_gradients(a_bits: tuple[int, ...]) -> None:
+    (l0, g0), (l1, g1) = _steps_both_ways(a_bits, "fused", 1e-8)
     assert torch.allclose(l0, l1, rtol=1e-12, atol=0)
     assert g0.keys() == g1.keys() and any(n.endswith("act.alpha") for n in g0) == (len(a_bits) > 1)
     for n in g0:
         assert torch.allclose(g0[n], g1[n], rtol=1e-9, atol=1e-12), n
+
+
+@pytest.mark.parametrize("a_bits", [(8,), (2, 4, 8)])
+@pytest.mark.parametrize("signed", [False, True])
+def test_layer_node_step_equals_composed_step(a_bits: tuple[int, ...], signed: bool) -> None:
+    """Each layer's weight side as one autograd node (``SamplerState.layer_node``, the default) gives the
+    numbers of the composed mixed_weight + quantize_bias (docs/method.md §4)."""
+    (l0, g0), (l1, g1) = _steps_both_ways(a_bits, "layer_node", 1e-3, signed)
+    assert torch.equal(l0, l1)
+    assert g0.keys() == g1.keys() and any(n.endswith("jpq_groups.0.alpha") for n in g0)
+    for n in g0:
+        if n.endswith("alpha"):  # several contributions, summed in another order
+            assert torch.allclose(g0[n], g1[n], rtol=1e-12, atol=1e-15), n
+        else:
+            assert torch.equal(g0[n], g1[n]), n
 
 
 def test_search_step_choice_is_checked() -> None:
