@@ -1,5 +1,6 @@
 /* Integer-only kernels of a jpq export (see jpq_kernels.h). */
 #include "jpq_kernels.h"
+#include <stddef.h>
 
 /* floor(v / 2^s) without relying on the implementation-defined right shift of negative values */
 static int64_t floor_shift(int64_t v, int32_t s) {
@@ -106,34 +107,35 @@ void jpq_dwconv(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_
     }
 }
 
-void jpq_linear_u8(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32) {
+/* One linear layer over a u8 input (in_u8) or an int32 input (in_i32, the other one NULL). */
+static void linear(const jpq_layer_t *l, const uint8_t *in_u8, const int32_t *in_i32, uint8_t *out_u8,
+                   int32_t *out_i32) {
     int32_t bi, oc, i;
     for (bi = 0; bi < l->n_blocks; bi++) {
         const jpq_block_t *b = &l->blocks[bi];
         for (oc = b->row0; oc < b->row1; oc++) {
             int32_t acc = 0;
             int32_t base = (oc - b->row0) * l->in_c;
-            for (i = 0; i < l->in_c; i++) {
-                acc += unpack(b->w, base + i, b->bits) * ((int32_t)in[i] + l->in_offset);
+            if (in_u8 != NULL) { /* two loops, not a branch per element: the inner loop stays tight */
+                for (i = 0; i < l->in_c; i++) {
+                    acc += unpack(b->w, base + i, b->bits) * ((int32_t)in_u8[i] + l->in_offset);
+                }
+            } else {
+                for (i = 0; i < l->in_c; i++) {
+                    acc += unpack(b->w, base + i, b->bits) * (in_i32[i] + l->in_offset);
+                }
             }
             store(l, oc, oc, acc, out_u8, out_i32);
         }
     }
 }
 
+void jpq_linear_u8(const jpq_layer_t *l, const uint8_t *in, uint8_t *out_u8, int32_t *out_i32) {
+    linear(l, in, NULL, out_u8, out_i32);
+}
+
 void jpq_linear_i32(const jpq_layer_t *l, const int32_t *in, uint8_t *out_u8, int32_t *out_i32) {
-    int32_t bi, oc, i;
-    for (bi = 0; bi < l->n_blocks; bi++) {
-        const jpq_block_t *b = &l->blocks[bi];
-        for (oc = b->row0; oc < b->row1; oc++) {
-            int32_t acc = 0;
-            int32_t base = (oc - b->row0) * l->in_c;
-            for (i = 0; i < l->in_c; i++) {
-                acc += unpack(b->w, base + i, b->bits) * (in[i] + l->in_offset);
-            }
-            store(l, oc, oc, acc, out_u8, out_i32);
-        }
-    }
+    linear(l, NULL, in, out_u8, out_i32);
 }
 
 /* IEEE-754 binary32 arithmetic on the bit patterns of non-negative normal numbers (or zero), rounded to
