@@ -217,9 +217,9 @@ def mixed_pact(
     """
     lv = pact_levels(bits, x.dtype) if levels is None else levels
     if fused:
-        from jpq.quant.fused import FusedMixedPact, FusedPact
+        from jpq.quant.fused import pact_kernels
 
-        single, mixed = FusedPact, FusedMixedPact
+        single, mixed = pact_kernels(x)
     else:
         single, mixed = _Pact, _MixedPact
     if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)

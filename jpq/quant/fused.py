@@ -1,25 +1,26 @@
-"""The fused search step: PACT and its precision mixture as single compiled kernels (docs/architecture.md).
+"""The fused search step (``trainer.search_step=fused``, the default; docs/architecture.md): PACT, its
+precision mixture and each layer's weight side as one-pass kernels instead of one pass per elementary op.
 
-The eager functions of :mod:`jpq.quant.activations` make one pass over the activation tensor per
-elementary op (clamp, scale, floor, divide; then one or two per gradient), i.e. 4 + 3 passes for one
-precision and about 4 per precision for a mixture, and each pass is a parallel region of its own. Here the
-same arithmetic is written as plain tensor expressions and compiled with ``torch.compile`` (C++ with
-OpenMP on the CPU, Triton on CUDA), so that:
+The eager functions of :mod:`jpq.quant.activations` and :mod:`jpq.quant.params` make one pass over a
+tensor per elementary op (clamp, scale, floor, divide; then one or two per gradient), i.e. 4 + 3 passes for
+one precision and about 4 per precision for a mixture, each a parallel region of its own. Fused:
 
 * the forward is one pass: ``out = sum_j (theta_j / S_j) * floor(S_j * clamp(x, lo_j, hi_j))``, nothing but
   ``x`` kept for the backward;
 * the backward is one pass over ``(grad, x)`` giving ``dL/dx`` and every clip and theta gradient at once
   (the integer levels are recomputed instead of stored).
 
-The forward is bit-identical to the eager path (same float32 operations in the same order); the
-gradients differ only by the summation order of the reductions. ``search_step=eager`` selects the eager
-functions (:func:`jpq.quant.activations.mixed_pact` with ``fused=False``).
+Two implementations of the same arithmetic: on the CPU the C kernels of :mod:`jpq.quant.native` (built
+with the system C compiler once per process); on an accelerator the tensor expressions below, compiled
+with ``torch.compile`` (Triton on CUDA). :func:`pact_kernels` and :func:`layer_params_kernel` pick one.
+The forward is bit-identical to the eager path (same float operations in the same order); the gradients
+differ only by the summation order of the reductions.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -33,14 +34,20 @@ STEPS = ("fused", "eager")
 
 
 def check_step(step: str, on_cpu: bool = True) -> None:
-    """Refuse an unknown ``search_step``, and a fused step on the CPU where no C++ compiler is found."""
+    """Refuse an unknown ``search_step``; for ``fused``, build the CPU kernels now (a missing or failing C
+    compiler is one line before any data is loaded), or on an accelerator require Triton."""
     if step not in STEPS:
         raise ConfigError(f"search_step={step!r}: choose fused or eager")
-    no_compiler = not (shutil.which("g++") or shutil.which("c++"))
-    if step == "fused" and on_cpu and no_compiler:
+    if step != "fused":
+        return
+    if on_cpu:
+        from jpq.quant import native
+
+        native.build()
+    elif importlib.util.find_spec("triton") is None:
         raise ConfigError(
-            "search_step=fused compiles its kernels with a C++ compiler and none is on PATH "
-            "(install g++ or use trainer.search_step=eager)"
+            "search_step=fused on CUDA compiles its kernels with Triton, which is not installed "
+            "(install triton or use trainer.search_step=eager)"
         )
 
 
@@ -187,10 +194,11 @@ def _params_bwd(
 
 
 class FusedLayerParams(torch.autograd.Function):
-    """``(W_eff, b_eff)`` of a searchable layer in one compiled kernel forward and one backward."""
+    """``(W_eff, b_eff)`` of a searchable layer in one compiled kernel forward and one backward
+    (``skip``, the number of 0-bit precisions, is what the native kernel takes; here they are masked)."""
 
     @staticmethod
-    def forward(ctx, w, b, theta, s_a, levels, upper, nonzero):  # type: ignore[override]
+    def forward(ctx, w, b, theta, s_a, levels, upper, nonzero, skip: int):  # type: ignore[override]
         flat = w.detach().reshape(w.shape[0], -1)
         w_eff, b_eff, s, s_w, qb = _compiled("params_fwd")(
             flat, b.detach(), theta.detach(), s_a.detach(), levels, upper, nonzero
@@ -205,4 +213,19 @@ class FusedLayerParams(torch.autograd.Function):
         gw, gb, gth, gsa = _compiled("params_bwd")(
             g_w.reshape(flat.shape), g_b, flat, theta, s_a, s, s_w, qb, upper
         )
-        return gw.view(ctx.w_shape), gb, gth, gsa.reshape(s_a.shape), None, None, None
+        return gw.view(ctx.w_shape), gb, gth, gsa.reshape(s_a.shape), None, None, None, None
+
+
+def pact_kernels(x: Tensor) -> tuple[type[torch.autograd.Function], type[torch.autograd.Function]]:
+    """The fused (single, mixture) PACT functions for ``x``: the native C kernels on the CPU
+    (:mod:`jpq.quant.native`), the compiled ones elsewhere."""
+    from jpq.quant import native
+
+    return (native.NativePact, native.NativeMixedPact) if native.supports(x) else (FusedPact, FusedMixedPact)
+
+
+def layer_params_kernel(w: Tensor) -> type[torch.autograd.Function]:
+    """The fused weight-side function for ``w``: native on the CPU, compiled elsewhere."""
+    from jpq.quant import native
+
+    return native.NativeLayerParams if native.supports(w) else FusedLayerParams

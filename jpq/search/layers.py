@@ -46,12 +46,12 @@ class SearchLayer(nn.Module):
         theta = g.theta()
         iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
         s_a = iq.expected_scale(iq.current_theta()) if iq is not None else torch.ones(())
-        if g.state.fused:  # the same values from one compiled kernel (jpq.quant.fused)
-            from jpq.quant.fused import FusedLayerParams
+        if g.state.fused:  # the same values from one fused kernel (jpq.quant.fused)
+            from jpq.quant.fused import layer_params_kernel
 
-            s_a = s_a.to(theta.device)
-            return FusedLayerParams.apply(
-                self.weight, self.bias, theta, s_a, g.grid_levels, g.grid_upper, g.grid_nonzero
+            return layer_params_kernel(self.weight).apply(
+                self.weight, self.bias, theta, s_a.to(theta.device), g.grid_levels, g.grid_upper,
+                g.grid_nonzero, int(g.w_bits[0] == 0),
             )
         if g.state.layer_node:  # the composition below as one autograd node (same values)
             return mixed_layer_params(self.weight, self.bias, theta, s_a, g.grid, g.w_bits[0] == 0)

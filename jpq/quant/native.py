@@ -1,0 +1,229 @@
+"""The fused search step on the CPU: the one-pass C kernels of ``native.c`` as autograd functions
+(docs/architecture.md, "Fused search step").
+
+The eager functions (:mod:`jpq.quant.activations`, :mod:`jpq.quant.params`) make one pass over a tensor per
+elementary operation. Here each function is one pass forward and one backward, which keeps nothing but
+its input for the backward (the integer levels are recomputed there):
+
+* :class:`NativePact`: PACT at one precision (the fixed-activation case);
+* :class:`NativeMixedPact`: the mixture ``sum_j theta_j PACT_j(x)`` with every clip and theta gradient;
+* :class:`NativeLayerParams`: a layer's ``(W_eff, b_eff)`` with the weight, bias, theta and scale gradients.
+
+The forward values are the eager ones bit for bit (same float operations in the same order); gradients are
+summed in double, so they differ from the eager ones by summation order only. The kernels are compiled
+once per process with the system C compiler into a private temporary folder that is removed once the
+library is loaded: no compiled file is ever read back from disk. Only contiguous float32/float64 CPU
+tensors run here (:func:`supports`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jpq.errors import ConfigError
+from jpq.quant.activations import _host_scale, pact_scale
+from jpq.quant.bias import _ATOL
+
+#: compiler flags: no multiply-add contraction (the forward repeats the eager float operations exactly);
+#: -fno-trapping-math lets the loops vectorise (nothing here reads floating-point exception flags)
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
+          "-shared", "-fPIC")
+_SRC = Path(__file__).with_name("native.c")
+_TYPES = {
+    torch.float32: ("f32", ctypes.c_float, np.float32),
+    torch.float64: ("f64", ctypes.c_double, np.float64),
+}
+_P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+def compiler() -> list[str] | None:
+    """The C compiler command the kernels are built with (``$CC``, else gcc or cc on PATH), or None."""
+    cmd = shlex.split(os.environ.get("CC", ""))
+    if cmd:
+        path = shutil.which(cmd[0])
+        return None if path is None else [path, *cmd[1:]]
+    path = shutil.which("gcc") or shutil.which("cc")
+    return None if path is None else [path]
+
+
+def supports(*tensors: Tensor) -> bool:
+    """Whether the kernels take these tensors: CPU, one of float32/float64, all of one dtype."""
+    t0 = tensors[0]
+    return t0.dtype in _TYPES and all(t.device.type == "cpu" and t.dtype == t0.dtype for t in tensors)
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    cc = compiler()
+    if cc is None:
+        raise ConfigError("search_step=fused builds its CPU kernels with a C compiler and none is on PATH "
+                          "(install gcc, set CC, or use trainer.search_step=eager)")
+    with tempfile.TemporaryDirectory(prefix="jpq-kernels-") as tmp:  # private: mode 0700
+        out = Path(tmp) / "native.so"
+        try:
+            r = subprocess.run([*cc, *CFLAGS, str(_SRC), "-o", str(out)], capture_output=True, text=True)
+        except OSError as e:
+            raise ConfigError(f"search_step=fused: cannot run the C compiler {cc[0]}: {e}") from e
+        if r.returncode != 0:
+            lines = r.stderr.strip().splitlines() or [f"exit status {r.returncode}"]
+            first = next((ln for ln in lines if "error" in ln), lines[0])
+            raise ConfigError(f"search_step=fused: compiling the CPU kernels with {cc[0]} failed: {first} "
+                              "(or use trainer.search_step=eager)")
+        return ctypes.CDLL(str(out))  # mapped now; the file goes with the folder
+
+
+def build() -> None:
+    """Compile and load the kernels now (once per process); a ConfigError in one line if that fails."""
+    _library()
+
+
+@functools.cache
+def _kernels(dtype: torch.dtype) -> dict[str, Any]:
+    sfx, t, _ = _TYPES[dtype]
+    sig = {
+        "pact_fwd": (_P, _P, _I64, t, t, t, _I),
+        "pact_bwd": (_P, _P, _P, _I64, t, t, _P, _I),  # sums: two T values
+        "mixed_fwd": (_P, _P, _I64, _I, _P, _P, _P, _P, _I, _I),
+        "mixed_bwd": (_P, _P, _P, _I64, _I, _P, _P, _P, _P, _P, _P, _P, _I, _I),
+        "params_fwd": (_P, _P, _P, t, _P, _P, _P, _I64, _I64, _I, _I, t, _P, _P, _P, _P, _P, _I),
+        "params_bwd": (_P, _P, _P, _P, t, _P, _P, _P, _P, _I64, _I64, _I, _I, t, _P, _P, _P, _P, _I),
+    }
+    lib = _library()
+    out = {}
+    for name, args in sig.items():
+        fn = getattr(lib, f"{name}_{sfx}")
+        fn.argtypes, fn.restype = args, None
+        out[name] = fn
+    return out
+
+
+@functools.cache
+def _fma() -> int:
+    """1 where PyTorch's vectorised CPU kernels fuse multiply-add (every capability but DEFAULT): the
+    mixture's running sums then use it too, so that they are the eager sums bit for bit."""
+    return int(torch.backends.cpu.get_cpu_capability() != "DEFAULT")
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _c(t: Tensor) -> Tensor:
+    return t.detach().contiguous()
+
+
+class NativePact(torch.autograd.Function):
+    """One precision (``theta = 1``); ``lo``/``hi`` (1,) or None for ``lo``, ``level`` 0-dim."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
+        k = _kernels(x.dtype)
+        xc = _c(x)
+        lo_f, hi_f = 0.0 if lo is None else float(lo), float(hi)
+        scale = _host_scale(float(level), lo_f, hi_f, _TYPES[x.dtype][2])
+        y = torch.empty_like(xc)
+        k["pact_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), lo_f, hi_f, scale, torch.get_num_threads())
+        ctx.save_for_backward(xc)
+        ctx.bounds, ctx.signed, ctx.clip_shape = (lo_f, hi_f), lo is not None, hi.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = grad.contiguous()
+        gx = torch.empty_like(x) if need[0] else None
+        sums = torch.empty(2, *ctx.clip_shape, dtype=x.dtype)  # the clip gradients (hi, lo)
+        _kernels(x.dtype)["pact_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), *ctx.bounds,
+                                      sums.data_ptr(), torch.get_num_threads())
+        return gx, sums[1] if ctx.signed and need[1] else None, sums[0] if need[2] else None, None
+
+
+class NativeMixedPact(torch.autograd.Function):
+    """Mixture over ``P > 1`` precisions; ``lo``/``hi``/``theta``/``levels`` are (P,)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, theta: Tensor, levels: Tensor):  # type: ignore[override]
+        p = levels.shape[0]
+        if p > 8:
+            raise ValueError(f"the fused mixture takes at most 8 precisions, got {p}")
+        his = _c(hi)
+        los = torch.zeros_like(his) if lo is None else _c(lo)
+        scales = pact_scale(levels, his, None if lo is None else los)
+        th = _c(theta)
+        coef = th / scales  # the eager mixture's weights theta_j / S_j
+        xc = _c(x)
+        y = torch.empty_like(xc)
+        _kernels(x.dtype)["mixed_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), p, los.data_ptr(),
+                                       his.data_ptr(), scales.data_ptr(), coef.data_ptr(), _fma(),
+                                       torch.get_num_threads())
+        ctx.save_for_backward(xc, los, his, scales, th)
+        ctx.signed = lo is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, lo, hi, scales, theta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        p = theta.shape[0]
+        g = grad.contiguous()
+        gx = torch.empty_like(x) if need[0] else None
+        out = torch.empty(3, p, dtype=x.dtype)
+        _kernels(x.dtype)["mixed_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), p, lo.data_ptr(),
+                                       hi.data_ptr(), scales.data_ptr(), theta.data_ptr(), out[0].data_ptr(),
+                                       out[1].data_ptr(), out[2].data_ptr(), _fma(), torch.get_num_threads())
+        return (gx, out[1] if ctx.signed and need[1] else None,
+                out[0] if need[2] else None, out[2] if need[3] else None, None)
+
+
+class NativeLayerParams(torch.autograd.Function):
+    """``(W_eff, b_eff)`` of a searchable layer: the values of :func:`jpq.quant.params.mixed_layer_params`."""
+
+    @staticmethod
+    def forward(ctx, w, b, theta, s_a, levels, upper, nonzero, skip: int):  # type: ignore[override]
+        c_out, p = w.shape[0], theta.shape[0]
+        wc, bc, th = _c(w), _c(b), _c(theta)
+        lv, up, nz = (t if t.dtype == w.dtype else t.to(w.dtype) for t in (levels, upper, nonzero))
+        s_a_f = float(s_a)
+        w_eff = torch.empty_like(wc)
+        buf = torch.empty(p + 3, c_out, dtype=w.dtype)  # s (P rows), s_w, qb, b_eff
+        at, row = buf.data_ptr(), c_out * buf.element_size()
+        _kernels(w.dtype)["params_fwd"](
+            wc.data_ptr(), bc.data_ptr(), th.data_ptr(), s_a_f, lv.data_ptr(), up.data_ptr(),
+            nz.data_ptr(), c_out, wc.numel() // c_out, p, skip, _ATOL, w_eff.data_ptr(), at + (p + 2) * row,
+            at, at + p * row, at + (p + 1) * row, torch.get_num_threads(),
+        )
+        ctx.save_for_backward(wc, th, buf, up)
+        ctx.s_a, ctx.skip, ctx.sa_shape = s_a_f, skip, s_a.shape
+        return w_eff, buf[p + 2]
+
+    @staticmethod
+    def backward(ctx, g_w: Tensor, g_b: Tensor):  # type: ignore[override]
+        w, theta, buf, up = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        p, c_out = theta.shape
+        gw, gb = g_w.contiguous(), g_b.contiguous()
+        grad_w = torch.empty_like(w) if need[0] else None
+        grad_b = torch.empty_like(gb) if need[1] else None
+        grad_theta = torch.empty_like(theta) if need[2] else None
+        grad_sa = torch.empty(ctx.sa_shape, dtype=w.dtype)
+        at, row = buf.data_ptr(), c_out * buf.element_size()
+        _kernels(w.dtype)["params_bwd"](
+            gw.data_ptr(), gb.data_ptr(), w.data_ptr(), theta.data_ptr(), ctx.s_a, up.data_ptr(),
+            at, at + p * row, at + (p + 1) * row, c_out, w.numel() // c_out, p, ctx.skip,
+            _ATOL, _ptr(grad_w), _ptr(grad_b), _ptr(grad_theta), grad_sa.data_ptr(), torch.get_num_threads(),
+        )
+        return (grad_w, grad_b, grad_theta, grad_sa if need[3] else None,
+                None, None, None, None)
