@@ -12,7 +12,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#define PAR_MIN 32768 /* below this many elements a kernel runs on one thread */
+#define PAR_MIN 32768 /* below this many elements a kernel runs on one thread (a team of one: an `if`
+                         clause would run GCC's serial copy of the loop, which is not vectorised) */
 #define TILE 1024     /* elements per tile of a mixture */
 
 #define CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v))) /* NaN stays NaN, as torch.clamp */
@@ -30,7 +31,7 @@
 #define DEFINE(T, SFX, FLOOR, RINT, FMA)                                                                  \
 /* y = floor(clamp(x, lo, hi) * s) / s */                                                               \
 void pact_fwd_##SFX(const T *x, T *y, int64_t n, T lo, T hi, T s, int nt) {                             \
-    _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n >= PAR_MIN)")                  \
+    _Pragma("omp parallel for simd num_threads((n >= PAR_MIN) ? nt : 1) schedule(static)")                  \
     for (int64_t i = 0; i < n; i++) y[i] = FLOOR(CLAMP(x[i], lo, hi) * s) / s;                          \
 }                                                                                                       \
                                                                                                         \
@@ -38,7 +39,7 @@ void pact_fwd_##SFX(const T *x, T *y, int64_t n, T lo, T hi, T s, int nt) {     
  * Sums run in float over a tile (a vector loop), in double across tiles. */                            \
 void pact_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T lo, T hi, T *sums, int nt) {       \
     double above = 0.0, below = 0.0;                                                                    \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(+ : above, below) if(n >= PAR_MIN)") \
+    _Pragma("omp parallel for num_threads((n >= PAR_MIN) ? nt : 1) schedule(static) reduction(+ : above, below)") \
     for (int64_t t0 = 0; t0 < n; t0 += TILE) {                                                          \
         int64_t t1 = t0 + TILE < n ? t0 + TILE : n;                                                     \
         T up = 0, down = 0;                                                                             \
@@ -67,7 +68,7 @@ void pact_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T lo, T hi, T *sum
 /* y = sum_j coef_j * floor(clamp(x, lo_j, hi_j) * s_j), summed in the order j = 0..P-1 */              \
 void mixed_fwd_##SFX(const T *x, T *y, int64_t n, int p, const T *lo, const T *hi, const T *s,         \
                      const T *coef, int fma_, int nt) {                                                 \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) if(n >= PAR_MIN)")                       \
+    _Pragma("omp parallel for num_threads((n >= PAR_MIN) ? nt : 1) schedule(static)")                       \
     for (int64_t t0 = 0; t0 < n; t0 += TILE) {                                                          \
         int64_t t1 = t0 + TILE < n ? t0 + TILE : n;                                                     \
         T l0 = lo[0], h0 = hi[0], s0 = s[0], c0 = coef[0];                                              \
@@ -92,7 +93,7 @@ void mixed_fwd_##SFX(const T *x, T *y, int64_t n, int p, const T *lo, const T *h
 void mixed_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, int p, const T *lo, const T *hi,        \
                      const T *s, const T *theta, T *ghi, T *glo, T *gth, int fma_, int nt) {            \
     double acc[3][8] = {{0}};                                                                           \
-    _Pragma("omp parallel num_threads(nt) if(n >= PAR_MIN)")                                            \
+    _Pragma("omp parallel num_threads((n >= PAR_MIN) ? nt : 1)")                                            \
     {                                                                                                   \
         double part[3][8] = {{0}};                                                                      \
         _Pragma("omp for schedule(static) nowait")                                                      \
@@ -139,7 +140,7 @@ void mixed_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, int p, const T *l
 void params_fwd_##SFX(const T *w, const T *b, const T *theta, T s_a, const T *levels, const T *upper,  \
                       const T *nonzero, int64_t c_out, int64_t k, int p, int skip, T atol, T *w_eff,     \
                       T *b_eff, T *s, T *s_w, T *qb, int nt) {                                          \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) if(c_out * k * (p - skip) >= PAR_MIN)")  \
+    _Pragma("omp parallel for num_threads((c_out * k * (p - skip) >= PAR_MIN) ? nt : 1) schedule(static)")  \
     for (int64_t c = 0; c < c_out; c++) {                                                               \
         const T *wc = w + c * k;                                                                        \
         T *out = w_eff + c * k;                                                                         \
@@ -172,7 +173,7 @@ void params_bwd_##SFX(const T *g_w, const T *g_b, const T *w, const T *theta, T 
                       const T *s, const T *s_w, const T *qb, int64_t c_out, int64_t k, int p, int skip,  \
                       T atol, T *grad_w, T *grad_b, T *grad_theta, T *grad_sa, int nt) {                \
     double sa = 0.0;                                                                                    \
-    _Pragma("omp parallel for num_threads(nt) schedule(static) reduction(+ : sa) if(c_out * k * p >= PAR_MIN)") \
+    _Pragma("omp parallel for num_threads((c_out * k * p >= PAR_MIN) ? nt : 1) schedule(static) reduction(+ : sa)") \
     for (int64_t c = 0; c < c_out; c++) {                                                               \
         const T *gc = g_w + c * k, *wc = w + c * k;                                                     \
         T g_sb = g_b[c] * qb[c];                                                                        \

@@ -99,6 +99,6 @@ def test_build_leaves_no_file_and_shares_the_openmp_runtime(fresh_build: pytest.
     assert list(tmp_path.iterdir()) == []
     x, hi, level = torch.tensor([-1.0, 0.5, 7.0]), torch.tensor([6.0]), torch.tensor(255.0)
     assert torch.equal(native.NativePact.apply(x, None, hi, level), fixed_pact(x, hi, level))
-    if sys.platform.startswith("linux"):
-        maps = Path("/proc/self/maps").read_text()
-        assert len(set(re.findall(r"\S*libgomp[^/\s]*\.so\S*", maps))) == 1
+    if sys.platform.startswith("linux"):  # one runtime named libgomp.so.1: PyTorch's (other wheels
+        maps = Path("/proc/self/maps").read_text()  # may bring privately named copies of their own)
+        assert len(set(re.findall(r"\S*/libgomp\.so\.1\b", maps))) == 1
