@@ -125,18 +125,20 @@ class SearchableNet(nn.Module):
         counts = [g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)]  # (4,) each
         c_eff = [c[1:].sum() for c in counts]
         dev = counts[0].device
-        float_in = torch.tensor([0.0, 0.0, 1.0], device=dev)  # unquantized inputs are costed as 8 bit
+        float_in = self._const((0.0, 0.0, 1.0), dev)  # unquantized inputs are costed as 8 bit
         specs = []
         for li in self.layers:
             g = self.groups[li.group]
             if li.in_group is None:
-                cin = torch.tensor(float(li.in_const), device=dev)
+                cin = self._const(float(li.in_const), dev)
                 prod = self.input_quant
             else:
                 cin = c_eff[li.in_group] * li.in_mult
                 prod = self.groups[li.in_group].act
             if prod is None:
                 a_in = float_in
+            elif len(prod.bits) == 1:  # theta is the constant 1: a constant layout
+                a_in = self._const(tuple(prod.sel[:, 0].tolist()), dev, prod.sel.dtype)
             else:
                 a_in = prod.probs_all(_argmax_act(prod) if fresh else prod.current_theta())
             specs.append(
@@ -153,6 +155,16 @@ class SearchableNet(nn.Module):
                 )
             )
         return specs
+
+    def _const(
+        self, value: float | tuple[float, ...], device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """A constant tensor of the cost specs, made once per value, device and dtype (never written to)."""
+        cache = self.__dict__.setdefault("_consts", {})
+        key = (value, device, dtype)
+        if key not in cache:
+            cache[key] = torch.tensor(value, device=device, dtype=dtype)
+        return cache[key]
 
     # -- final architecture as data ----------------------------------------------------------------
     def arch(self) -> dict[str, Any]:

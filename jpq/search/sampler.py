@@ -71,12 +71,13 @@ class SamplerState:
 def sample(alpha: Tensor, state: SamplerState, training: bool) -> Tensor:
     """``theta`` from ``alpha`` (P, ...) per the sampler table above."""
     t = state.temperature
+    scaled = alpha if t == 1.0 else alpha / t  # x / 1 is x, value and gradient: one op less per group
     if not training:
-        return ste_argmax(F.softmax(alpha / t, dim=0))
+        return ste_argmax(F.softmax(scaled, dim=0))
     if state.name == "softmax":
-        return F.softmax(alpha / t, dim=0)
+        return F.softmax(scaled, dim=0)
     if state.name == "hard":
-        return ste_argmax(F.softmax(alpha / t, dim=0))
+        return ste_argmax(F.softmax(scaled, dim=0))
     return F.gumbel_softmax(alpha, tau=t, hard=state.gumbel_hard, dim=0)
 
 
