@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,8 +39,6 @@ from jpq.errors import ConfigError, RunDirError
 from jpq.io import atomic_torch_save, atomic_write_json, atomic_write_text, cpu_state
 from jpq.methods import Method, MethodResult, RunContext, check_method, epochs_total, get_method
 from jpq.methods.base import fit_phase
-from jpq.pareto.plot import plot_arch
-from jpq.pareto.records import write_result
 from jpq.quant.fused import check_step
 from jpq.train import resources
 from jpq.train.cache import cache_key, cached
@@ -270,6 +267,11 @@ def _write(
     record: dict[str, Any],
 ) -> None:
     """arch.json/arch.png, history.csv, checkpoints/final.pt and result.json/csv, then the summary."""
+    import pandas as pd  # here, not at the top: a sweep's launching process checks jobs, runs none
+
+    from jpq.pareto.plot import plot_arch
+    from jpq.pareto.records import write_result
+
     net = res.net
     arch = method.arch(net)
     table = per_layer_table(net.layer_specs(fresh=True))

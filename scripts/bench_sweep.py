@@ -6,7 +6,7 @@ start-up), each in a fresh folder with its own warmup cache, so that both train 
 sequential run's job uses every core; under ``hydra/launcher=joblib hydra.launcher.n_jobs=K`` each job
 sets its threads to its share of the cores (``jpq.train.resources``). Usage::
 
-    python scripts/bench_sweep.py [--n-jobs 2] [--trainer default] [--max-batches N] [--repeat 1] [--json]
+    python scripts/bench_sweep.py [--n-jobs 2] [--trainer default] [--max-batches N] [--repeat 3] [--json]
 
 Prints one row per run and the wall ratio parallel / sequential; with ``--json`` the last line is a JSON
 object (seq_s, par_s, ratio per repetition, and their medians).
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--trainer", default="default", help="trainer config of the sweep (default: make run's)")
     p.add_argument("--max-batches", type=int, default=None, help="limit the batches per epoch of every phase")
-    p.add_argument("--repeat", type=int, default=1, help="sequential/parallel pairs to run")
+    p.add_argument("--repeat", type=int, default=3, help="sequential/parallel pairs (the median counts)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
