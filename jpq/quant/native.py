@@ -58,10 +58,9 @@ def compiler() -> list[str] | None:
     return None if path is None else [path]
 
 
-def supports(*tensors: Tensor) -> bool:
-    """Whether the kernels take these tensors: CPU, one of float32/float64, all of one dtype."""
-    t0 = tensors[0]
-    return t0.dtype in _TYPES and all(t.device.type == "cpu" and t.dtype == t0.dtype for t in tensors)
+def supports(x: Tensor) -> bool:
+    """Whether the kernels take ``x`` (and the tensors that go with it): a float32/float64 CPU tensor."""
+    return x.dtype in _TYPES and x.device.type == "cpu"
 
 
 @functools.cache

@@ -78,7 +78,7 @@ class ActQuantizer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         th = self.theta()
-        self.last_theta = th
+        object.__setattr__(self, "last_theta", th)  # per call: skip nn.Module's attribute checks
         if len(self.bits) > 1 and (self.frozen or not (self.training or torch.is_grad_enabled())):
             # discrete (fine-tune, or evaluation without autograd): only the argmax precision is
             # computed; the same operations as the exported network's PACT, and no alpha gradient is lost
@@ -113,6 +113,8 @@ class ActQuantizer(nn.Module):
     def expected_scale(self, theta: Tensor) -> Tensor:
         """``s_a_eff = sum_j theta_j * clip_j / (2^a_j - 1)`` with clips detached (§2.3)."""
         span = self.clip_val.detach() if self.clip_lo is None else (self.clip_val - self.clip_lo).detach()
+        if len(self.bits) == 1:  # theta is the constant 1: the same value in two ops less
+            return (span / self.levels).sum()
         return (theta * span / self.levels).sum()
 
     def probs_all(self, theta: Tensor) -> Tensor:
@@ -183,7 +185,7 @@ class ChannelGate(nn.Module):
             th = self.argmax_theta()
         else:
             th = self._sampled_theta()
-        self.last_theta = th
+        object.__setattr__(self, "last_theta", th)  # per call: skip nn.Module's attribute checks
         return th
 
     def current_theta(self) -> Tensor:
