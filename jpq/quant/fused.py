@@ -13,8 +13,9 @@ one precision and about 4 per precision for a mixture, each a parallel region of
 Two implementations of the same arithmetic: on the CPU the C kernels of :mod:`jpq.quant.native` (built
 with the system C compiler once per process); on an accelerator the tensor expressions below, compiled
 with ``torch.compile`` (Triton on CUDA). :func:`pact_kernels` and :func:`layer_params_kernel` pick one.
-The forward is bit-identical to the eager path (same float operations in the same order); the gradients
-differ only by the summation order of the reductions.
+The native forward values and ``dL/dx`` are the eager ones bit for bit (the same float operations in the
+same order); the compiled mixture may differ from them by one rounding of its sum. Clip, theta and scale
+gradients are sums taken in another order.
 """
 
 from __future__ import annotations
