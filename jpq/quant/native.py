@@ -80,7 +80,13 @@ def _library() -> ctypes.CDLL:
             first = next((ln for ln in lines if "error" in ln), lines[0])
             raise ConfigError(f"search_step=fused: compiling the CPU kernels with {cc[0]} failed: {first} "
                               "(or use trainer.search_step=eager)")
-        return ctypes.CDLL(str(out))  # mapped now; the file goes with the folder
+        try:
+            return ctypes.CDLL(str(out))  # mapped now; the file goes with the folder
+        except OSError as e:  # e.g. a temporary folder mounted noexec
+            raise ConfigError(
+                f"search_step=fused: cannot load the CPU kernels compiled in {tmp} ({e}); set TMPDIR to "
+                "a folder that allows programs, or use trainer.search_step=eager"
+            ) from e
 
 
 def build() -> None:

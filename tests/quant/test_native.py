@@ -87,6 +87,20 @@ def test_failing_compiler_is_one_line(fresh_build: pytest.MonkeyPatch, tmp_path:
     assert msg.startswith(f"search_step=fused: compiling the CPU kernels with {cc} failed: native.c:1:1: e")
 
 
+def test_unloadable_library_is_one_line(fresh_build: pytest.MonkeyPatch) -> None:
+    """A temporary folder mounted noexec lets the compiler write the library but not load it."""
+    import ctypes
+
+    def refuse(path: str, *args, **kwargs):
+        raise OSError(f"{path}: failed to map segment from shared object")
+
+    fresh_build.setattr(ctypes, "CDLL", refuse)
+    with pytest.raises(ConfigError, match=r"^search_step=fused: cannot load the CPU kernels compiled in .*"
+                       r"failed to map segment.*set TMPDIR to a folder that allows programs, or use "
+                       r"trainer.search_step=eager$"):
+        native.build()
+
+
 def test_build_leaves_no_file_and_shares_the_openmp_runtime(fresh_build: pytest.MonkeyPatch,
                                                             tmp_path: Path) -> None:
     """The library is compiled into a private folder that is gone once it is loaded (no compiled file is
