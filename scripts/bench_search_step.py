@@ -72,7 +72,7 @@ def bench(
         opt_f.step()
 
     def search_step() -> None:
-        loss = F.cross_entropy(net(x), y) + 1.0 * cost(net.layer_specs()) / scale
+        loss = F.cross_entropy(net(x), y) + 1.0 * cost(net.stacked_specs()) / scale
         opt_w.zero_grad(set_to_none=True)
         opt_a.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,7 +82,7 @@ def bench(
     alphas = net.arch_parameters()
 
     def cost_only() -> None:
-        c = cost(net.layer_specs()) / scale
+        c = cost(net.stacked_specs()) / scale
         torch.autograd.grad(c, [a for a in alphas if a.requires_grad], retain_graph=True, allow_unused=True)
 
     def timed(fn, n: int) -> list[float]:

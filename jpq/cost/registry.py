@@ -92,7 +92,7 @@ def static_key(specs: Sequence[LayerSpec]) -> StaticKey:
 
 
 @lru_cache(maxsize=128)
-def _static_tensors(key: StaticKey, device: torch.device, dtype: torch.dtype) -> StaticTensors:
+def static_tensors(key: StaticKey, device: torch.device, dtype: torch.dtype) -> StaticTensors:
     """Build the static tensors once per (architecture, device, dtype): they never change in a run."""
     kk = [k[0] * k[1] for _, k, _ in key]
     hw = [o[0] * o[1] for _, _, o in key]
@@ -113,11 +113,14 @@ def _as_tensor(x: Tensor | float, dtype: torch.dtype, device: torch.device) -> T
     return torch.tensor(float(x), dtype=dtype, device=device)
 
 
-def stack_specs(specs: Sequence[LayerSpec]) -> StackedSpecs:
-    """Stack the soft fields of ``specs`` (three ``torch.stack`` calls) and attach the cached statics.
+def stack_specs(specs: Sequence[LayerSpec] | StackedSpecs) -> StackedSpecs:
+    """Stack the soft fields of ``specs`` (three ``torch.stack`` calls) and attach the cached statics; stacked
+    specs (``SearchableNet.stacked_specs``) are returned as they are.
 
     The dtype and device are those of the first layer's ``n_w``; other fields are converted to them.
     """
+    if isinstance(specs, StackedSpecs):
+        return specs
     if not specs:
         raise ValueError("stack_specs needs at least one LayerSpec")
     for s in specs:
@@ -130,7 +133,7 @@ def stack_specs(specs: Sequence[LayerSpec]) -> StackedSpecs:
     cin_eff = torch.stack([_as_tensor(s.cin_eff, dtype, device).reshape(()) for s in specs])
     a_in = torch.stack([_as_tensor(s.a_in, dtype, device) for s in specs])
     key = static_key(specs)
-    return StackedSpecs(n_w, cin_eff, a_in, key, _static_tensors(key, device, dtype))
+    return StackedSpecs(n_w, cin_eff, a_in, key, static_tensors(key, device, dtype))
 
 
 def empty_per_layer() -> Tensor:

@@ -112,7 +112,7 @@ class SearchCost:
         return min(self.strength / 100 + epoch * 0.99 * self.strength / half, self.strength)
 
     def __call__(self, *, fresh: bool = False) -> Tensor:
-        return self.cost_model(self.net.layer_specs(fresh=fresh)) / self.scale
+        return self.cost_model(self.net.stacked_specs(fresh=fresh)) / self.scale
 
 
 def fit_phase(

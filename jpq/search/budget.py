@@ -182,7 +182,7 @@ class BudgetCost:
         return math.exp(self.log_mult)
 
     def __call__(self, *, fresh: bool = False) -> Tensor:
-        c = self.cost_model(self.net.layer_specs(fresh=fresh)) / self.scale
+        c = self.cost_model(self.net.stacked_specs(fresh=fresh)) / self.scale
         if not fresh and torch.is_grad_enabled():
             self._sum = c.detach() if self._sum is None else self._sum + c.detach()
             self._n += 1

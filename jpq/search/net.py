@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
+from jpq.cost.registry import StackedSpecs, static_tensors
 from jpq.cost.spec import LayerSpec
 from jpq.search.quantizers import ActQuantizer, ChannelGate
 from jpq.search.sampler import SamplerState, one_hot_argmax
@@ -125,22 +126,13 @@ class SearchableNet(nn.Module):
         counts = [g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)]  # (4,) each
         c_eff = [c[1:].sum() for c in counts]
         dev = counts[0].device
-        float_in = self._const((0.0, 0.0, 1.0), dev)  # unquantized inputs are costed as 8 bit
         specs = []
         for li in self.layers:
             g = self.groups[li.group]
             if li.in_group is None:
                 cin = self._const(float(li.in_const), dev)
-                prod = self.input_quant
             else:
                 cin = c_eff[li.in_group] * li.in_mult
-                prod = self.groups[li.in_group].act
-            if prod is None:
-                a_in = float_in
-            elif len(prod.bits) == 1:  # theta is the constant 1: a constant layout
-                a_in = self._const(tuple(prod.sel[:, 0].tolist()), dev, prod.sel.dtype)
-            else:
-                a_in = prod.probs_all(_argmax_act(prod) if fresh else prod.current_theta())
             specs.append(
                 LayerSpec(
                     li.name,
@@ -151,10 +143,61 @@ class SearchableNet(nn.Module):
                     li.c_out,  # type: ignore[arg-type]
                     counts[g.index],
                     cin,
-                    a_in,
+                    self._a_in(self._producer(li), fresh, dev),
                 )
             )
         return specs
+
+    def stacked_specs(self, *, fresh: bool = False) -> StackedSpecs:
+        """What :func:`~jpq.cost.registry.stack_specs` makes of :meth:`layer_specs` (the same values), built
+        from the groups' channel counts in a few tensor operations instead of per-layer specs and three
+        stacks: the cost term of every search step."""
+        thetas = [g.argmax_theta() if fresh else g.current_theta() for g in self.groups]
+        counts = torch.stack([g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)])  # (G, 4)
+        dev, dtype = counts.device, counts.dtype
+        plan = self._spec_plan(dev, dtype)
+        c_eff = counts[:, 1:].sum(-1)  # (G,)
+        from_group = c_eff.index_select(0, plan["in_group"]) * plan["mult"]
+        cin = torch.where(plan["has_in"], from_group, plan["const"])
+        sources = [self._a_in(q, fresh, dev).to(dtype) for q in plan["producers"]]
+        a_in = torch.stack(sources).index_select(0, plan["source"])
+        n_w = counts.index_select(0, plan["group"])
+        return StackedSpecs(n_w, cin, a_in, plan["key"], static_tensors(plan["key"], dev, dtype))
+
+    def _producer(self, li: LayerInfo) -> ActQuantizer | None:
+        """The quantizer of a layer's input: its producer group's, or the network input's."""
+        return self.input_quant if li.in_group is None else self.groups[li.in_group].act
+
+    def _a_in(self, q: ActQuantizer | None, fresh: bool, dev: torch.device) -> Tensor:
+        """A layer's input-precision probabilities in the ``A_BITS_ALL`` layout."""
+        if q is None:
+            return self._const((0.0, 0.0, 1.0), dev)  # unquantized inputs are costed as 8 bit
+        if len(q.bits) == 1:  # theta is the constant 1: a constant layout
+            return self._const(tuple(q.sel[:, 0].tolist()), dev, q.sel.dtype)
+        return q.probs_all(_argmax_act(q) if fresh else q.current_theta())
+
+    def _spec_plan(self, dev: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """The static index tensors of :meth:`stacked_specs`, made once per device and dtype."""
+        cache = self.__dict__.setdefault("_plans", {})
+        if (dev, dtype) not in cache:
+            prods = [self._producer(li) for li in self.layers]
+            distinct = list({id(q): q for q in prods}.values())
+            ids = [id(q) for q in distinct]
+
+            def ints(xs: list[int]) -> Tensor:
+                return torch.tensor(xs, dtype=torch.long, device=dev)
+
+            cache[(dev, dtype)] = {
+                "group": ints([li.group for li in self.layers]),
+                "has_in": torch.tensor([li.in_group is not None for li in self.layers], device=dev),
+                "in_group": ints([li.in_group or 0 for li in self.layers]),
+                "mult": torch.tensor([float(li.in_mult) for li in self.layers], dtype=dtype, device=dev),
+                "const": torch.tensor([float(li.in_const) for li in self.layers], dtype=dtype, device=dev),
+                "producers": distinct,
+                "source": ints([ids.index(id(q)) for q in prods]),
+                "key": tuple((li.op, tuple(li.kernel), tuple(li.out_hw)) for li in self.layers),
+            }
+        return cache[(dev, dtype)]
 
     def _const(
         self, value: float | tuple[float, ...], device: torch.device, dtype: torch.dtype = torch.float32
