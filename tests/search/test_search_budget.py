@@ -169,6 +169,9 @@ class _Const:
     def layer_specs(self, fresh: bool = False) -> list:
         return []
 
+    def stacked_specs(self, fresh: bool = False) -> list:  # what the cost term asks for
+        return []
+
     def __call__(self, specs: list) -> torch.Tensor:
         return self.value
 
