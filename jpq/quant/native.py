@@ -12,8 +12,8 @@ its input for the backward (the integer levels are recomputed there):
 The forward values are the eager ones bit for bit (same float operations in the same order); gradients are
 summed in double, so they differ from the eager ones by summation order only. The kernels are compiled
 once per process with the system C compiler into a private temporary folder that is removed once the
-library is loaded: no compiled file is ever read back from disk. Only contiguous float32/float64 CPU
-tensors run here (:func:`supports`).
+library is loaded: no compiled file is ever read back from disk. Only float32/float64 CPU tensors run
+here (:func:`supports`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from jpq.cost.registry import StackedSpecs, static_tensors
+from jpq.cost.registry import StackedSpecs, static_key, static_tensors
 from jpq.cost.spec import LayerSpec
 from jpq.search.quantizers import ActQuantizer, ChannelGate
 from jpq.search.sampler import SamplerState, one_hot_argmax
@@ -122,8 +122,7 @@ class SearchableNet(nn.Module):
         By default the theta of the last forward pass is used (same sample, with graph, §5.1);
         ``fresh=True`` uses the argmax assignment (the discrete network) without a forward pass.
         """
-        thetas = [g.argmax_theta() if fresh else g.current_theta() for g in self.groups]
-        counts = [g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)]  # (4,) each
+        counts = self._group_counts(fresh)
         c_eff = [c[1:].sum() for c in counts]
         dev = counts[0].device
         specs = []
@@ -152,8 +151,7 @@ class SearchableNet(nn.Module):
         """What :func:`~jpq.cost.registry.stack_specs` makes of :meth:`layer_specs` (the same values), built
         from the groups' channel counts in a few tensor operations instead of per-layer specs and three
         stacks: the cost term of every search step."""
-        thetas = [g.argmax_theta() if fresh else g.current_theta() for g in self.groups]
-        counts = torch.stack([g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)])  # (G, 4)
+        counts = torch.stack(self._group_counts(fresh))  # (G, 4)
         dev, dtype = counts.device, counts.dtype
         plan = self._spec_plan(dev, dtype)
         c_eff = counts[:, 1:].sum(-1)  # (G,)
@@ -163,6 +161,11 @@ class SearchableNet(nn.Module):
         a_in = torch.stack(sources).index_select(0, plan["source"])
         n_w = counts.index_select(0, plan["group"])
         return StackedSpecs(n_w, cin, a_in, plan["key"], static_tensors(plan["key"], dev, dtype))
+
+    def _group_counts(self, fresh: bool) -> list[Tensor]:
+        """Each group's expected channel count per weight precision, in the ``W_BITS_ALL`` layout (4,)."""
+        thetas = [g.argmax_theta() if fresh else g.current_theta() for g in self.groups]
+        return [g.sel @ th.sum(1) for g, th in zip(self.groups, thetas, strict=True)]
 
     def _producer(self, li: LayerInfo) -> ActQuantizer | None:
         """The quantizer of a layer's input: its producer group's, or the network input's."""
@@ -195,7 +198,7 @@ class SearchableNet(nn.Module):
                 "const": torch.tensor([float(li.in_const) for li in self.layers], dtype=dtype, device=dev),
                 "producers": distinct,
                 "source": ints([ids.index(id(q)) for q in prods]),
-                "key": tuple((li.op, tuple(li.kernel), tuple(li.out_hw)) for li in self.layers),
+                "key": static_key(self.layer_specs(fresh=True)),
             }
         return cache[(dev, dtype)]
 
