@@ -5,8 +5,9 @@
  *
  * The forward values repeat the eager PyTorch operations one by one (clamp, multiply, floor, divide; round
  * half to even; a multiply-add fused where PyTorch's vectorised kernels fuse it, flag `fma_`), compiled
- * without contraction, so that they are the same bits. The gradients' sums are accumulated in double, so
- * they differ from the eager ones by summation order only. Every kernel takes the thread count `nt` of
+ * without contraction, so that they are the same bits. The gradients' sums over an activation tensor run
+ * in float over tiles of TILE elements and in double across tiles (over a weight row in double), so they
+ * differ from the eager ones by summation order only. Every kernel takes the thread count `nt` of
  * PyTorch's intra-op pool and shares its OpenMP runtime. A mixture is worked through in tiles that stay
  * in the L1 cache, one precision after the other, so that every inner loop is a simple vector loop. */
 #include <math.h>

@@ -9,11 +9,11 @@ its input for the backward (the integer levels are recomputed there):
 * :class:`NativeMixedPact`: the mixture ``sum_j theta_j PACT_j(x)`` with every clip and theta gradient;
 * :class:`NativeLayerParams`: a layer's ``(W_eff, b_eff)`` with the weight, bias, theta and scale gradients.
 
-The forward values are the eager ones bit for bit (same float operations in the same order); gradients are
-summed in double, so they differ from the eager ones by summation order only. The kernels are compiled
-once per process with the system C compiler into a private temporary folder that is removed once the
-library is loaded: no compiled file is ever read back from disk. Only float32/float64 CPU tensors run
-here (:func:`supports`).
+The forward values are the eager ones bit for bit (same float operations in the same order); gradient
+sums run in float over tiles and in double across them, so they differ from the eager ones by summation
+order only. The kernels are compiled once per process with the system C compiler into a private temporary
+folder that is removed once the library is loaded: no compiled file is ever read back from disk. Only
+float32/float64 CPU tensors run here (:func:`supports`).
 """
 
 from __future__ import annotations
