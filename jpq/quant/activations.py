@@ -223,8 +223,9 @@ def mixed_pact(
     else:
         single, mixed = _Pact, _MixedPact
     if lv.shape[0] == 1:  # one precision: theta is identically 1 (softmax or argmax of a single logit)
-        return single.apply(x, lo, hi, lv[0]) if hi.shape == (1,) else single.apply(
-            x, None if lo is None else lo[0:1], hi[0:1], lv[0])
+        level = lv if fused else lv[0]  # the fused kernels take it as (1,): no indexing op
+        return single.apply(x, lo, hi, level) if hi.shape == (1,) else single.apply(
+            x, None if lo is None else lo[0:1], hi[0:1], level)
     return mixed.apply(x, lo, hi, theta, lv)
 
 

@@ -16,6 +16,9 @@
 #define PAR_MIN 32768 /* below this many elements a kernel runs on one thread (a team of one: an `if`
                          clause would run GCC's serial copy of the loop, which is not vectorised) */
 #define TILE 1024     /* elements per tile of a mixture */
+#define PACT_EPS 1e-3 /* PACT's scale denominator guard (jpq.quant.activations.PACT_EPS) */
+#define NET_FWD 16    /* entries per layer in the table of net_params_fwd */
+#define NET_BWD 17    /* ... of net_params_bwd */
 
 #define CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v))) /* NaN stays NaN, as torch.clamp */
 #define MIN(a, b) ((a) > (b) ? (b) : (a))                                  /* NaN stays NaN, as torch.minimum */
@@ -30,15 +33,19 @@
     T m = (a || d) ? (T)0 : gi;
 
 #define DEFINE(T, SFX, FLOOR, RINT, FMA)                                                                  \
-/* y = floor(clamp(x, lo, hi) * s) / s */                                                               \
-void pact_fwd_##SFX(const T *x, T *y, int64_t n, T lo, T hi, T s, int nt) {                             \
+/* y = floor(clamp(x, lo, hi) * s) / s with s = level / (hi - lo + PACT_EPS); lo NULL: 0 (unsigned) */   \
+void pact_fwd_##SFX(const T *x, T *y, int64_t n, const T *lo_, const T *hi_, const T *level, int nt) {   \
+    T lo = lo_ ? lo_[0] : (T)0, hi = hi_[0];                                                            \
+    T s = level[0] / ((lo_ ? hi - lo : hi) + (T)PACT_EPS);                                              \
     _Pragma("omp parallel for simd num_threads((n >= PAR_MIN) ? nt : 1) schedule(static)")                  \
     for (int64_t i = 0; i < n; i++) y[i] = FLOOR(CLAMP(x[i], lo, hi) * s) / s;                          \
 }                                                                                                       \
                                                                                                         \
 /* gx = g where lo < x < hi, else 0 (gx may be NULL); sums = {sum of g where x >= hi, where x <= lo}.     \
  * Sums run in float over a tile (a vector loop), in double across tiles. */                            \
-void pact_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T lo, T hi, T *sums, int nt) {       \
+void pact_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, const T *lo_, const T *hi_, T *sums,    \
+                    int nt) {                                                                           \
+    T lo = lo_ ? lo_[0] : (T)0, hi = hi_[0];                                                            \
     double above = 0.0, below = 0.0;                                                                    \
     _Pragma("omp parallel for num_threads((n >= PAR_MIN) ? nt : 1) schedule(static) reduction(+ : above, below)") \
     for (int64_t t0 = 0; t0 < n; t0 += TILE) {                                                          \
@@ -66,9 +73,16 @@ void pact_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T lo, T hi, T *sum
     sums[1] = (T)below;                                                                                 \
 }                                                                                                       \
                                                                                                         \
-/* y = sum_j coef_j * floor(clamp(x, lo_j, hi_j) * s_j), summed in the order j = 0..P-1 */              \
-void mixed_fwd_##SFX(const T *x, T *y, int64_t n, int p, const T *lo, const T *hi, const T *s,         \
-                     const T *coef, int fma_, int nt) {                                                 \
+/* y = sum_j coef_j * floor(clamp(x, lo_j, hi_j) * s_j), summed in the order j = 0..P-1, with          \
+ * s_j = level_j / (hi_j - lo_j + PACT_EPS) (written to s) and coef_j = theta_j / s_j; lo NULL: 0 */     \
+void mixed_fwd_##SFX(const T *x, T *y, int64_t n, int p, const T *lo_, const T *hi, const T *level,    \
+                     const T *theta, T *s, int fma_, int nt) {                                          \
+    T lo[8], coef[8];                                                                                   \
+    for (int j = 0; j < p; j++) {                                                                       \
+        lo[j] = lo_ ? lo_[j] : (T)0;                                                                    \
+        s[j] = level[j] / ((lo_ ? hi[j] - lo[j] : hi[j]) + (T)PACT_EPS);                                \
+        coef[j] = theta[j] / s[j];                                                                      \
+    }                                                                                                   \
     _Pragma("omp parallel for num_threads((n >= PAR_MIN) ? nt : 1) schedule(static)")                       \
     for (int64_t t0 = 0; t0 < n; t0 += TILE) {                                                          \
         int64_t t1 = t0 + TILE < n ? t0 + TILE : n;                                                     \
@@ -91,9 +105,11 @@ void mixed_fwd_##SFX(const T *x, T *y, int64_t n, int p, const T *lo, const T *h
 /* gx = sum_j theta_j * (g where lo_j < x < hi_j), in the order j = 0..P-1 (gx may be NULL); and per     \
  * precision j: ghi_j = theta_j * (sum of g where x >= hi_j), glo_j = theta_j * (sum of g where          \
  * x <= lo_j), gth_j = <g, floor(S_j * clamp(x, lo_j, hi_j))> / S_j */                                   \
-void mixed_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, int p, const T *lo, const T *hi,        \
+void mixed_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, int p, const T *lo_, const T *hi,       \
                      const T *s, const T *theta, T *ghi, T *glo, T *gth, int fma_, int nt) {            \
     double acc[3][8] = {{0}};                                                                           \
+    T lo[8];                                                                                            \
+    for (int j = 0; j < p; j++) lo[j] = lo_ ? lo_[j] : (T)0;                                            \
     _Pragma("omp parallel num_threads((n >= PAR_MIN) ? nt : 1)")                                            \
     {                                                                                                   \
         double part[3][8] = {{0}};                                                                      \
@@ -185,18 +201,40 @@ void params_bwd_##SFX(const T *g_w, const T *g_b, const T *w, const T *theta, T 
             for (int64_t i = 0; i < k; i++) grad_w[c * k + i] = gc[i] * tsum;                           \
         }                                                                                               \
         if (grad_b) grad_b[c] = fabs(s_a * s_w[c]) > atol ? g_b[c] : (T)0;                              \
-        for (int j = 0; grad_theta && j < p; j++) {                                                     \
+        /* the 0-bit rows apart: a condition around the dot loop keeps GCC from vectorising it */         \
+        for (int j = 0; grad_theta && j < skip; j++)                                                    \
+            grad_theta[j * c_out + c] = (T)((double)(g_sb * s_a * s[j * c_out + c]) + 0.0);             \
+        for (int j = skip; grad_theta && j < p; j++) {                                                  \
             T sj = s[j * c_out + c], uj = upper[j];                                                     \
             double dot = 0.0;                                                                           \
-            if (j >= skip) {                                                                            \
-                _Pragma("omp simd reduction(+ : dot)")                                                  \
-                for (int64_t i = 0; i < k; i++) dot += (double)gc[i] * (MIN(RINT(wc[i] / sj), uj) * sj); \
-            }                                                                                           \
+            _Pragma("omp simd reduction(+ : dot)")                                                      \
+            for (int64_t i = 0; i < k; i++) dot += (double)gc[i] * (MIN(RINT(wc[i] / sj), uj) * sj);    \
             grad_theta[j * c_out + c] = (T)((double)(g_sb * s_a * sj) + dot);                          \
         }                                                                                               \
         sa += (double)g_sb * s_w[c];                                                                    \
     }                                                                                                   \
     *grad_sa = (T)sa;                                                                                   \
+}                                                                                                       \
+                                                                                                        \
+/* Every layer of a network in one call: row l of `tab` holds layer l's arguments of params_fwd (NET_FWD \
+ * entries: pointers and integers as int64; s_a by pointer, one value), of params_bwd (NET_BWD entries). */\
+void net_params_fwd_##SFX(int n, const int64_t *tab, T atol, int nt) {                                 \
+    for (int l = 0; l < n; l++) {                                                                       \
+        const int64_t *a = tab + l * NET_FWD;                                                           \
+        params_fwd_##SFX((const T *)a[0], (const T *)a[1], (const T *)a[2], *(const T *)a[3],          \
+                         (const T *)a[4], (const T *)a[5], (const T *)a[6], a[7], a[8], (int)a[9],       \
+                         (int)a[10], atol, (T *)a[11], (T *)a[12], (T *)a[13], (T *)a[14], (T *)a[15], nt); \
+    }                                                                                                   \
+}                                                                                                       \
+                                                                                                        \
+void net_params_bwd_##SFX(int n, const int64_t *tab, T atol, int nt) {                                 \
+    for (int l = 0; l < n; l++) {                                                                       \
+        const int64_t *a = tab + l * NET_BWD;                                                           \
+        params_bwd_##SFX((const T *)a[0], (const T *)a[1], (const T *)a[2], (const T *)a[3],           \
+                         *(const T *)a[4], (const T *)a[5], (const T *)a[6], (const T *)a[7],           \
+                         (const T *)a[8], a[9], a[10], (int)a[11], (int)a[12], atol, (T *)a[13],         \
+                         (T *)a[14], (T *)a[15], (T *)a[16], nt);                                       \
+    }                                                                                                   \
 }
 
 DEFINE(float, f32, floorf, rintf, fmaf)

@@ -7,7 +7,8 @@ its input for the backward (the integer levels are recomputed there):
 
 * :class:`NativePact`: PACT at one precision (the fixed-activation case);
 * :class:`NativeMixedPact`: the mixture ``sum_j theta_j PACT_j(x)`` with every clip and theta gradient;
-* :class:`NativeLayerParams`: a layer's ``(W_eff, b_eff)`` with the weight, bias, theta and scale gradients.
+* :class:`NativeLayerParams`: a layer's ``(W_eff, b_eff)`` with the weight, bias, theta and scale gradients;
+* :class:`NativeNetParams`: the same for every layer of a network, in one call forward and one backward.
 
 The forward values are the eager ones bit for bit (same float operations in the same order); gradient
 sums run in float over tiles and in double across them, so they differ from the eager ones by summation
@@ -33,7 +34,6 @@ import torch
 from torch import Tensor
 
 from jpq.errors import ConfigError
-from jpq.quant.activations import _host_scale, pact_scale
 from jpq.quant.bias import _ATOL
 
 #: compiler flags: no multiply-add contraction (the forward repeats the eager float operations exactly);
@@ -98,12 +98,14 @@ def build() -> None:
 def _kernels(dtype: torch.dtype) -> dict[str, Any]:
     sfx, t, _ = _TYPES[dtype]
     sig = {
-        "pact_fwd": (_P, _P, _I64, t, t, t, _I),
-        "pact_bwd": (_P, _P, _P, _I64, t, t, _P, _I),  # sums: two T values
-        "mixed_fwd": (_P, _P, _I64, _I, _P, _P, _P, _P, _I, _I),
+        "pact_fwd": (_P, _P, _I64, _P, _P, _P, _I),
+        "pact_bwd": (_P, _P, _P, _I64, _P, _P, _P, _I),  # sums: two T values
+        "mixed_fwd": (_P, _P, _I64, _I, _P, _P, _P, _P, _P, _I, _I),
         "mixed_bwd": (_P, _P, _P, _I64, _I, _P, _P, _P, _P, _P, _P, _P, _I, _I),
         "params_fwd": (_P, _P, _P, t, _P, _P, _P, _I64, _I64, _I, _I, t, _P, _P, _P, _P, _P, _I),
         "params_bwd": (_P, _P, _P, _P, t, _P, _P, _P, _P, _I64, _I64, _I, _I, t, _P, _P, _P, _P, _I),
+        "net_params_fwd": (_I, _P, t, _I),
+        "net_params_bwd": (_I, _P, t, _I),
     }
     lib = _library()
     out = {}
@@ -129,31 +131,36 @@ def _c(t: Tensor) -> Tensor:
     return t.detach().contiguous()
 
 
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` contiguous in ``dtype`` (the kernels read clips and levels through pointers)."""
+    return t.contiguous() if t.dtype == dtype else t.to(dtype).contiguous()
+
+
 class NativePact(torch.autograd.Function):
-    """One precision (``theta = 1``); ``lo``/``hi`` (1,) or None for ``lo``, ``level`` 0-dim."""
+    """One precision (``theta = 1``); ``lo``/``hi`` (1,) or None for ``lo``, ``level`` 0-dim or (1,)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
-        k = _kernels(x.dtype)
-        xc = _c(x)
-        lo_f, hi_f = 0.0 if lo is None else float(lo), float(hi)
-        scale = _host_scale(float(level), lo_f, hi_f, _TYPES[x.dtype][2])
+        xc = x.contiguous()
+        lo_t, hi_t = None if lo is None else _as(lo, x.dtype), _as(hi, x.dtype)
         y = torch.empty_like(xc)
-        k["pact_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), lo_f, hi_f, scale, torch.get_num_threads())
-        ctx.save_for_backward(xc)
-        ctx.bounds, ctx.signed, ctx.clip_shape = (lo_f, hi_f), lo is not None, hi.shape
+        _kernels(x.dtype)["pact_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), _ptr(lo_t), hi_t.data_ptr(),
+                                      _as(level, x.dtype).data_ptr(), torch.get_num_threads())
+        ctx.save_for_backward(xc, hi_t, lo_t)
+        ctx.clip_shape = hi.shape
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
+        x, hi, lo = ctx.saved_tensors
         need = ctx.needs_input_grad
         g = grad.contiguous()
         gx = torch.empty_like(x) if need[0] else None
         sums = torch.empty(2, *ctx.clip_shape, dtype=x.dtype)  # the clip gradients (hi, lo)
-        _kernels(x.dtype)["pact_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), *ctx.bounds,
-                                      sums.data_ptr(), torch.get_num_threads())
-        return gx, sums[1] if ctx.signed and need[1] else None, sums[0] if need[2] else None, None
+        _kernels(x.dtype)["pact_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), _ptr(lo),
+                                      hi.data_ptr(), sums.data_ptr(), torch.get_num_threads())
+        g_hi, g_lo = sums.unbind(0)
+        return gx, g_lo if lo is not None and need[1] else None, g_hi if need[2] else None, None
 
 
 class NativeMixedPact(torch.autograd.Function):
@@ -164,18 +171,15 @@ class NativeMixedPact(torch.autograd.Function):
         p = levels.shape[0]
         if p > 8:
             raise ValueError(f"the fused mixture takes at most 8 precisions, got {p}")
-        his = _c(hi)
-        los = torch.zeros_like(his) if lo is None else _c(lo)
-        scales = pact_scale(levels, his, None if lo is None else los)
-        th = _c(theta)
-        coef = th / scales  # the eager mixture's weights theta_j / S_j
-        xc = _c(x)
+        dt = x.dtype
+        his, los, th = _as(hi, dt), None if lo is None else _as(lo, dt), _as(theta, dt)
+        scales = torch.empty(p, dtype=dt)  # S_j, written by the kernel
+        xc = x.contiguous()
         y = torch.empty_like(xc)
-        _kernels(x.dtype)["mixed_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), p, los.data_ptr(),
-                                       his.data_ptr(), scales.data_ptr(), coef.data_ptr(), _fma(),
-                                       torch.get_num_threads())
+        _kernels(dt)["mixed_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), p, _ptr(los), his.data_ptr(),
+                                  _as(levels, dt).data_ptr(), th.data_ptr(), scales.data_ptr(), _fma(),
+                                  torch.get_num_threads())
         ctx.save_for_backward(xc, los, his, scales, th)
-        ctx.signed = lo is not None
         return y
 
     @staticmethod
@@ -186,11 +190,12 @@ class NativeMixedPact(torch.autograd.Function):
         g = grad.contiguous()
         gx = torch.empty_like(x) if need[0] else None
         out = torch.empty(3, p, dtype=x.dtype)
-        _kernels(x.dtype)["mixed_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), p, lo.data_ptr(),
+        _kernels(x.dtype)["mixed_bwd"](g.data_ptr(), x.data_ptr(), _ptr(gx), x.numel(), p, _ptr(lo),
                                        hi.data_ptr(), scales.data_ptr(), theta.data_ptr(), out[0].data_ptr(),
                                        out[1].data_ptr(), out[2].data_ptr(), _fma(), torch.get_num_threads())
-        return (gx, out[1] if ctx.signed and need[1] else None,
-                out[0] if need[2] else None, out[2] if need[3] else None, None)
+        g_hi, g_lo, g_th = out.unbind(0)
+        return (gx, g_lo if lo is not None and need[1] else None,
+                g_hi if need[2] else None, g_th if need[3] else None, None)
 
 
 class NativeLayerParams(torch.autograd.Function):
@@ -232,3 +237,87 @@ class NativeLayerParams(torch.autograd.Function):
         )
         return (grad_w, grad_b, grad_theta, grad_sa if need[3] else None,
                 None, None, None, None)
+
+
+
+class NetPlan:
+    """The fixed part of :class:`NativeNetParams`' call tables for one network: per layer (P, C, K) and
+    its precision grid ``(levels, upper, nonzero, skip)`` in the weights' dtype (kept alive here)."""
+
+    def __init__(self, shapes: list[tuple[int, int, int]], grids: list[tuple[Tensor, Tensor, Tensor, int]]):
+        n = len(shapes)
+        self.grids = grids
+        self.rows = [(p, c) for p, c, _ in shapes]
+        sizes = np.array([(p + 3) * c for p, c, _ in shapes])
+        start = np.cumsum(sizes) - sizes
+        ps, cs = np.array([p for p, _, _ in shapes]), np.array([c for _, c, _ in shapes])
+        # element offsets in the forward's buffer of small per-layer results: b_eff, s, s_w, qb
+        self.small_at = np.stack([start + (ps + 2) * cs, start, start + ps * cs, start + (ps + 1) * cs], 1)
+        self.small_size = int(sizes.sum())
+        self.b_eff_at = [(int(a), int(a + c)) for a, c in zip(self.small_at[:, 0], cs, strict=True)]
+        self.fwd = np.zeros((n, 16), dtype=np.int64)  # net_params_fwd's table; 0 where filled per call
+        self.bwd = np.zeros((n, 17), dtype=np.int64)
+        for i, ((p, c, k), (lv, up, nz, skip)) in enumerate(zip(shapes, grids, strict=True)):
+            self.fwd[i, 4:11] = (lv.data_ptr(), up.data_ptr(), nz.data_ptr(), c, k, p, skip)
+            self.bwd[i, 5] = up.data_ptr()
+            self.bwd[i, 9:13] = (c, k, p, skip)
+        self.cs = [int(c) for c in cs]
+
+
+class NativeNetParams(torch.autograd.Function):
+    """Every layer's ``(W_eff, b_eff)`` in one kernel call forward and one backward: the values and
+    gradients of :class:`NativeLayerParams` layer by layer, without its per-layer call overhead.
+
+    ``apply(plan, *ws, *bs, *thetas, *s_as)``: a :class:`NetPlan` and, per layer, the weight (C, ...),
+    bias (C,), theta (P, C) and the input's scale ``s_a`` (0-dim), all in one dtype and contiguous but
+    theta; returns
+    ``W_eff_1, ..., W_eff_L, b_eff_1, ..., b_eff_L``.
+    """
+
+    @staticmethod
+    def forward(ctx, plan: NetPlan, *tensors):  # type: ignore[override]
+        n = len(plan.rows)
+        ws, bs, ths, sas = (tensors[i * n : (i + 1) * n] for i in range(4))
+        dtype = ws[0].dtype
+        ths = tuple(t if t.is_contiguous() else t.contiguous() for t in ths)
+        small = torch.empty(plan.small_size, dtype=dtype)  # s, s_w, qb, b_eff per layer
+        w_effs = [torch.empty_like(w) for w in ws]
+        tab = plan.fwd.copy()
+        tab[:, 0] = [w.data_ptr() for w in ws]
+        tab[:, 1] = [b.data_ptr() for b in bs]
+        tab[:, 2] = [t.data_ptr() for t in ths]
+        tab[:, 3] = [t.data_ptr() for t in sas]
+        tab[:, 11] = [t.data_ptr() for t in w_effs]
+        tab[:, 12:16] = small.data_ptr() + plan.small_at * small.element_size()
+        _kernels(dtype)["net_params_fwd"](n, tab.ctypes.data, _ATOL, torch.get_num_threads())
+        bwd = plan.bwd.copy()
+        bwd[:, 2:5] = tab[:, [0, 2, 3]]  # w, theta, s_a
+        bwd[:, 6:9] = tab[:, 13:16]  # s, s_w, qb
+        ctx.save_for_backward(small, *ws, *ths, *sas)
+        ctx.plan, ctx.tab = plan, bwd
+        return (*w_effs, *(small[a:b] for a, b in plan.b_eff_at))
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        saved = ctx.saved_tensors  # checks that nothing saved was changed in place
+        plan, tab = ctx.plan, ctx.tab
+        n = len(plan.rows)
+        ws = saved[1 : 1 + n]
+        dtype, need = ws[0].dtype, ctx.needs_input_grad[1:]
+        g_ws = [g.contiguous() for g in grads[:n]]
+        g_bs = [g.contiguous() for g in grads[n:]]
+        grad_ws = [torch.empty_like(w) for w in ws]
+        grad_bs = [torch.empty(c, dtype=dtype) for c in plan.cs]
+        grad_ths = [torch.empty(r, dtype=dtype) if need[2 * n + i] else None for i, r in enumerate(plan.rows)]
+        grad_sas = torch.empty(n, dtype=dtype)
+        tab[:, 0] = [g.data_ptr() for g in g_ws]
+        tab[:, 1] = [g.data_ptr() for g in g_bs]
+        tab[:, 13] = [g.data_ptr() for g in grad_ws]
+        tab[:, 14] = [g.data_ptr() for g in grad_bs]
+        tab[:, 15] = [0 if g is None else g.data_ptr() for g in grad_ths]  # NULL: no theta gradient
+        tab[:, 16] = grad_sas.data_ptr() + np.arange(n) * grad_sas.element_size()
+        _kernels(dtype)["net_params_bwd"](n, tab.ctypes.data, _ATOL, torch.get_num_threads())
+        out: list[Tensor | None] = [None]
+        for group, i0 in ((grad_ws, 0), (grad_bs, n), (grad_ths, 2 * n), (grad_sas.unbind(0), 3 * n)):
+            out += [g if need[i0 + i] else None for i, g in enumerate(group)]
+        return tuple(out)

@@ -15,6 +15,8 @@ registered once elsewhere, so they are stored as plain attributes here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,6 +31,8 @@ class SearchLayer(nn.Module):
     """Common part of searchable Conv1d/Conv2d/Linear: folded weight and bias (every layer has a bias)."""
 
     op: str  # "conv" | "dw" | "linear"
+    #: this forward pass's (W_eff, b_eff), computed ahead with the other layers' (weight_side_ahead)
+    step_params: tuple[Tensor, Tensor] | None = None
 
     def __init__(
         self, weight: Tensor, bias: Tensor | None, group: GroupQuantizer, in_quant: ActQuantizer | None
@@ -42,6 +46,10 @@ class SearchLayer(nn.Module):
 
     def quantized_params(self) -> tuple[Tensor, Tensor]:
         """Mixed (fake-quantized) weight and bias of this forward call."""
+        if self.step_params is not None:  # computed ahead with the other layers'
+            out = self.step_params
+            object.__setattr__(self, "step_params", None)
+            return out
         g: GroupQuantizer = self.group  # type: ignore[assignment]
         theta = g.theta()
         iq: ActQuantizer | None = self.in_quant  # type: ignore[assignment]
@@ -126,3 +134,72 @@ class GroupAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         act = self.group.act  # type: ignore[attr-defined]
         return x if act is None else act(x)
+
+
+
+def weight_side_ahead(layers: list[SearchLayer]) -> list[ActQuantizer]:
+    """Compute every layer's ``(W_eff, b_eff)`` of the coming forward pass in one native call
+    (:class:`jpq.quant.native.NativeNetParams`) and leave each on its layer (``step_params``).
+
+    The thetas are drawn here, in layer order: each layer's own (one draw per member, as its forward
+    would) and its input quantizer's, which that quantizer's forward then reuses (``step_theta``, one
+    draw per quantizer and pass). The values are those of the per-layer path for the deterministic
+    samplers (softmax, hard; Gumbel noise would come in another order). Returns the quantizers whose
+    ``step_theta`` was set, for :func:`weight_side_done`.
+    """
+    from jpq.quant.native import NativeNetParams
+
+    plan, params = _ahead_plan(layers)
+    dtype = params[0][0].dtype
+    scales: dict[int, Tensor] = {}
+    drawn: list[ActQuantizer] = []
+    ths, sas = [], []
+    for _w, _b, g, iq in params:
+        th = g.theta()
+        ths.append(th if th.dtype == dtype else th.to(dtype))
+        key = id(iq)
+        if key not in scales:
+            if iq is None:
+                s_a = torch.ones((), dtype=dtype)
+            else:
+                th_a = iq.theta()
+                object.__setattr__(iq, "step_theta", th_a)  # per pass: skip nn.Module's attribute checks
+                object.__setattr__(iq, "last_theta", th_a)
+                drawn.append(iq)
+                s_a = iq.expected_scale(th_a)
+            scales[key] = s_a if s_a.dtype == dtype else s_a.to(dtype)
+        sas.append(scales[key])
+    out = NativeNetParams.apply(plan, *(p[0] for p in params), *(p[1] for p in params), *ths, *sas)
+    n = len(layers)
+    for i, layer in enumerate(layers):
+        object.__setattr__(layer, "step_params", (out[i], out[n + i]))
+    return drawn
+
+
+def _ahead_plan(layers: list[SearchLayer]) -> tuple[Any, list[tuple[Any, ...]]]:
+    """The :class:`~jpq.quant.native.NetPlan` of ``layers`` and per layer its weight, bias, group and input
+    quantizer, made once per device and dtype (module attribute lookups are slow next to a small kernel)."""
+    from jpq.quant.native import NetPlan
+
+    w0 = layers[0].weight
+    cache = layers[0].__dict__.setdefault("_ahead_plans", {})
+    key = (w0.device, w0.dtype, id(w0))
+    if key not in cache:
+        cache.clear()
+        shapes, grids, params = [], [], []
+        for layer in layers:
+            g: GroupQuantizer = layer.group  # type: ignore[assignment]
+            grid = tuple(t.to(w0.dtype).contiguous() for t in (g.grid_levels, g.grid_upper, g.grid_nonzero))
+            grids.append((*grid, int(g.w_bits[0] == 0)))
+            shapes.append((len(g.w_bits), layer.weight.shape[0], layer.weight[0].numel()))
+            params.append((layer.weight, layer.bias, g, layer.in_quant))
+        cache[key] = (NetPlan(shapes, grids), params)
+    return cache[key]
+
+
+def weight_side_done(layers: list[SearchLayer], drawn: list[ActQuantizer]) -> None:
+    """Clear what :func:`weight_side_ahead` left for the forward pass (also after a failed one)."""
+    for layer in layers:
+        object.__setattr__(layer, "step_params", None)
+    for q in drawn:
+        object.__setattr__(q, "step_theta", None)

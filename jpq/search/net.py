@@ -15,6 +15,8 @@ from torch import Tensor, fx, nn
 
 from jpq.cost.registry import StackedSpecs, static_key, static_tensors
 from jpq.cost.spec import LayerSpec
+from jpq.quant import native
+from jpq.search.layers import SearchLayer, weight_side_ahead, weight_side_done
 from jpq.search.quantizers import ActQuantizer, ChannelGate
 from jpq.search.sampler import SamplerState, one_hot_argmax
 
@@ -59,7 +61,28 @@ class SearchableNet(nn.Module):
         self.discrete = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        layers = self._ahead_layers()
+        if not layers:
+            return self.net(x)
+        drawn = weight_side_ahead(layers)
+        try:
+            return self.net(x)
+        finally:
+            weight_side_done(layers, drawn)
+
+    def _ahead_layers(self) -> list[SearchLayer]:
+        """The searched layers when this pass computes their weight side ahead in one native call
+        (:func:`~jpq.search.layers.weight_side_ahead`): the fused step on the CPU with autograd on, a
+        deterministic sampler (or a discrete net) and only quantizing layers (not PIT's); else []."""
+        st = self.state
+        if not (st.fused and torch.is_grad_enabled() and (st.name != "gumbel" or self.discrete)):
+            return []
+        layers = self.__dict__.get("_search_layers")
+        if layers is None:
+            found = [m for m in self.net.modules() if isinstance(m, SearchLayer)]
+            plain = all(type(m).quantized_params is SearchLayer.quantized_params for m in found)
+            layers = self.__dict__["_search_layers"] = found if plain else []
+        return layers if layers and native.supports(layers[0].weight) else []
 
     # -- checkpoints carry the sampler state -----------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:

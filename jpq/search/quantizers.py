@@ -68,6 +68,9 @@ class ActQuantizer(nn.Module):
         self.register_buffer("one", torch.ones(1), persistent=False)
         self.register_buffer("sel", _selector(self.bits, A_BITS_ALL), persistent=False)
         self.last_theta: Tensor | None = None
+        #: theta drawn ahead of this forward pass (:func:`jpq.search.layers.weight_side_ahead`): every
+        #: call of the pass uses it instead of drawing its own
+        self.step_theta: Tensor | None = None
 
     def theta(self) -> Tensor:
         if len(self.bits) == 1:
@@ -77,7 +80,7 @@ class ActQuantizer(nn.Module):
         return sample(self.alpha, self.state, self.training)
 
     def forward(self, x: Tensor) -> Tensor:
-        th = self.theta()
+        th = self.theta() if self.step_theta is None else self.step_theta
         object.__setattr__(self, "last_theta", th)  # per call: skip nn.Module's attribute checks
         if len(self.bits) > 1 and (self.frozen or not (self.training or torch.is_grad_enabled())):
             # discrete (fine-tune, or evaluation without autograd): only the argmax precision is
