@@ -269,17 +269,15 @@ class NativeNetParams(torch.autograd.Function):
     gradients of :class:`NativeLayerParams` layer by layer, without its per-layer call overhead.
 
     ``apply(plan, *ws, *bs, *thetas, *s_as)``: a :class:`NetPlan` and, per layer, the weight (C, ...),
-    bias (C,), theta (P, C) and the input's scale ``s_a`` (0-dim), all in one dtype and contiguous but
-    theta; returns
+    bias (C,), theta (P, C) and the input's scale ``s_a`` (0-dim), all in one dtype; returns
     ``W_eff_1, ..., W_eff_L, b_eff_1, ..., b_eff_L``.
     """
 
     @staticmethod
     def forward(ctx, plan: NetPlan, *tensors):  # type: ignore[override]
         n = len(plan.rows)
-        ws, bs, ths, sas = (tensors[i * n : (i + 1) * n] for i in range(4))
+        ws, bs, ths, sas = ([t.contiguous() for t in tensors[i * n : (i + 1) * n]] for i in range(4))
         dtype = ws[0].dtype
-        ths = tuple(t if t.is_contiguous() else t.contiguous() for t in ths)
         small = torch.empty(plan.small_size, dtype=dtype)  # s, s_w, qb, b_eff per layer
         w_effs = [torch.empty_like(w) for w in ws]
         tab = plan.fwd.copy()

@@ -25,6 +25,7 @@ LAYERS = [
     ((2, 4, 8), (10, 64), "softmax"),
     ((8,), (16, 3, 3, 3), "const"),
     ((0, 2, 4, 8), (8, 4, 5), "expanded"),
+    ((0, 2, 4, 8), (12, 20), "strided"),  # a weight stored transposed (not contiguous)
 ]
 
 
@@ -32,6 +33,9 @@ def _inputs(dtype: torch.dtype):
     out = []
     for i, (bits, shape, kind) in enumerate(LAYERS):
         w, b, alpha, clip = (t.to(dtype).clone().requires_grad_(True) for t in _case(bits, shape, i))
+        if kind == "strided":
+            w = w.detach().t().contiguous().t().requires_grad_(True)
+            assert not w.is_contiguous()
         if kind == "const":
             theta = torch.ones(1, shape[0], dtype=dtype)
         elif kind == "expanded":
