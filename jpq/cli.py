@@ -129,6 +129,7 @@ def _precheck(argv: list[str]) -> str | None:
     all is well (and when the command line holds Hydra flags other than ``-m``, which Hydra handles).
     """
     from jpq.pipeline import check_config
+    from jpq.quant import native
 
     flags = [a for a in argv if a.startswith("-")]
     if any(f not in ("-m", "--multirun") for f in flags):
@@ -139,16 +140,23 @@ def _precheck(argv: list[str]) -> str | None:
         return str(e)
     except Exception as e:  # noqa: BLE001 - any parse or sweep error is the user's input
         return _hydra_message(e)
+    problem = None
     for job in jobs:
         try:
             cfg = compose_config(job)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf errors: the user's input
-            return _hydra_message(e)
+            problem = _hydra_message(e)
+            break
         try:
-            check_config(cfg)
+            check_config(cfg, wait=False)  # the kernels compile meanwhile, on another core
         except JpqError as e:
-            return f"{e} (job {' '.join(job)})" if len(jobs) > 1 else str(e)
-    return None
+            problem = f"{e} (job {' '.join(job)})" if len(jobs) > 1 else str(e)
+            break
+    try:
+        native.join()
+    except JpqError as e:
+        problem = problem or str(e)
+    return problem
 
 
 def _search(argv: list[str]) -> int:

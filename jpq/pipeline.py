@@ -146,12 +146,13 @@ def warmup(ctx: RunContext, progress: Progress) -> tuple[nn.Module, FitResult | 
     return model.to(ctx.device), FitResult(**payload["result"]), hit
 
 
-def check_config(cfg: DictConfig) -> dict[str, Any] | None:
+def check_config(cfg: DictConfig, *, wait: bool = True) -> dict[str, Any] | None:
     """Every check that needs no data: the values (``validate``), the method's own rules, what the cost
     model can model, that the seed network builds and that ``warmup.init_from`` fits it. Returns the
-    init_from state (or None)."""
+    init_from state (or None). ``wait=False`` leaves the fused step's kernel build running in the
+    background (the sweep pre-check; :func:`jpq.quant.native.join` ends it)."""
     validate(cfg)
-    check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available())
+    check_step(cfg.trainer.search_step, cfg.device == "cpu" or not torch.cuda.is_available(), wait=wait)
     method = check_method(cfg)
     cost_model, _ = build_cost(cfg.cost)
     iq = INPUT_QUANT.get(cfg.dataset.name)

@@ -131,6 +131,19 @@ def test_bad_input_fails_before_training(tmp_path: Path, args: list[str], messag
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()  # nothing was started
 
 
+def test_missing_compiler_stops_a_sweep_before_it_starts(tmp_path: Path) -> None:
+    """The fused step's kernels are built while the pre-check composes the jobs; a missing compiler is
+    one line and nothing is launched."""
+    env = {**os.environ, "CC": "no-such-cc", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "jpq.cli", "search", "-m", "strength=0.5,4", *SMOKE,
+                           "hydra.sweep.dir=sweep"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: search_step=fused builds its CPU kernels with a C compiler and "
+                                   "none is on PATH (install gcc, set CC, or use trainer.search_step=eager)")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_unknown_command_and_help(tmp_path: Path) -> None:
     proc = jpq("frobnicate", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "unknown command" in proc.stderr

@@ -34,9 +34,10 @@ from jpq.quant.activations import PACT_EPS
 STEPS = ("fused", "eager")
 
 
-def check_step(step: str, on_cpu: bool = True) -> None:
+def check_step(step: str, on_cpu: bool = True, *, wait: bool = True) -> None:
     """Refuse an unknown ``search_step``; for ``fused``, build the CPU kernels now (a missing or failing C
-    compiler is one line before any data is loaded), or on an accelerator require Triton."""
+    compiler is one line before any data is loaded; ``wait=False`` starts the build in the background,
+    :func:`jpq.quant.native.join` waits for it), or on an accelerator require Triton."""
     if step not in STEPS:
         raise ConfigError(f"search_step={step!r}: choose fused or eager")
     if step != "fused":
@@ -44,7 +45,7 @@ def check_step(step: str, on_cpu: bool = True) -> None:
     if on_cpu:
         from jpq.quant import native
 
-        native.build()
+        native.build(wait=wait)
     elif importlib.util.find_spec("triton") is None:
         raise ConfigError(
             "search_step=fused on CUDA compiles its kernels with Triton, which is not installed "

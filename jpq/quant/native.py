@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,30 @@ def supports(x: Tensor) -> bool:
     return x.dtype in _TYPES and x.device.type == "cpu"
 
 
-@functools.cache
-def _library() -> ctypes.CDLL:
+_LIBS: dict[str, ctypes.CDLL] = {}  # per precision suffix, built once per process
+_LOCK = threading.Lock()
+_pending: list[threading.Thread] = []  # a build started by build(wait=False)
+_failed: list[ConfigError] = []  # ... and its error
+
+
+def _library(sfx: str = "f32") -> ctypes.CDLL:
+    """The kernels of one precision (``f32`` or ``f64``), compiled and loaded at the first call."""
+    with _LOCK:
+        if sfx not in _LIBS:
+            _LIBS[sfx] = _compile(sfx)
+        return _LIBS[sfx]
+
+
+def _compile(sfx: str) -> ctypes.CDLL:
     cc = compiler()
     if cc is None:
         raise ConfigError("search_step=fused builds its CPU kernels with a C compiler and none is on PATH "
                           "(install gcc, set CC, or use trainer.search_step=eager)")
     with tempfile.TemporaryDirectory(prefix="jpq-kernels-") as tmp:  # private: mode 0700
         out = Path(tmp) / "native.so"
+        cmd = [*cc, *CFLAGS, f"-DJPQ_{sfx.upper()}", str(_SRC), "-o", str(out)]
         try:
-            r = subprocess.run([*cc, *CFLAGS, str(_SRC), "-o", str(out)], capture_output=True, text=True)
+            r = subprocess.run(cmd, capture_output=True, text=True)
         except OSError as e:
             raise ConfigError(f"search_step=fused: cannot run the C compiler {cc[0]}: {e}") from e
         if r.returncode != 0:
@@ -89,9 +104,34 @@ def _library() -> ctypes.CDLL:
             ) from e
 
 
-def build() -> None:
-    """Compile and load the kernels now (once per process); a ConfigError in one line if that fails."""
-    _library()
+def build(*, wait: bool = True) -> None:
+    """Compile and load the float32 kernels (once per process; float64 ones are built at their first use);
+    a ConfigError in one line if that fails. ``wait=False`` starts the build in the background and
+    returns (the sweep pre-check composes its jobs meanwhile); the next ``build()`` waits for it and
+    raises its error."""
+    if not wait:
+        if not _pending and "f32" not in _LIBS:
+            t = threading.Thread(target=_build_in_background, name="jpq-kernels", daemon=True)
+            _pending.append(t)
+            t.start()
+        return
+    join()
+    _library("f32")
+
+
+def join() -> None:
+    """Wait for a build started by ``build(wait=False)`` and raise its error; nothing if none was."""
+    while _pending:
+        _pending.pop().join()
+    if _failed:
+        raise _failed.pop()
+
+
+def _build_in_background() -> None:
+    try:
+        _library("f32")
+    except ConfigError as e:
+        _failed.append(e)
 
 
 @functools.cache
@@ -107,7 +147,7 @@ def _kernels(dtype: torch.dtype) -> dict[str, Any]:
         "net_params_fwd": (_I, _P, t, _I),
         "net_params_bwd": (_I, _P, t, _I),
     }
-    lib = _library()
+    lib = _library(sfx)
     out = {}
     for name, args in sig.items():
         fn = getattr(lib, f"{name}_{sfx}")
@@ -142,10 +182,10 @@ class NativePact(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, lo: Tensor | None, hi: Tensor, level: Tensor) -> Tensor:  # type: ignore[override]
         xc = x.contiguous()
-        lo_t, hi_t = None if lo is None else _as(lo, x.dtype), _as(hi, x.dtype)
-        y = torch.empty_like(xc)
+        lo_t, hi_t, lv = None if lo is None else _as(lo, x.dtype), _as(hi, x.dtype), _as(level, x.dtype)
+        y = torch.empty_like(xc)  # (converted tensors are held in variables: the kernel reads them)
         _kernels(x.dtype)["pact_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), _ptr(lo_t), hi_t.data_ptr(),
-                                      _as(level, x.dtype).data_ptr(), torch.get_num_threads())
+                                      lv.data_ptr(), torch.get_num_threads())
         ctx.save_for_backward(xc, hi_t, lo_t)
         ctx.clip_shape = hi.shape
         return y
@@ -172,12 +212,12 @@ class NativeMixedPact(torch.autograd.Function):
         if p > 8:
             raise ValueError(f"the fused mixture takes at most 8 precisions, got {p}")
         dt = x.dtype
-        his, los, th = _as(hi, dt), None if lo is None else _as(lo, dt), _as(theta, dt)
+        his, los, th, lv = _as(hi, dt), None if lo is None else _as(lo, dt), _as(theta, dt), _as(levels, dt)
         scales = torch.empty(p, dtype=dt)  # S_j, written by the kernel
         xc = x.contiguous()
         y = torch.empty_like(xc)
         _kernels(dt)["mixed_fwd"](xc.data_ptr(), y.data_ptr(), xc.numel(), p, _ptr(los), his.data_ptr(),
-                                  _as(levels, dt).data_ptr(), th.data_ptr(), scales.data_ptr(), _fma(),
+                                  lv.data_ptr(), th.data_ptr(), scales.data_ptr(), _fma(),
                                   torch.get_num_threads())
         ctx.save_for_backward(xc, los, his, scales, th)
         return y

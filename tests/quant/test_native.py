@@ -61,10 +61,13 @@ def test_layer_params_without_theta_gradient() -> None:
 @pytest.fixture
 def fresh_build(monkeypatch: pytest.MonkeyPatch):
     """Build the kernels anew in this test (and again, normally, for the tests after it)."""
-    native._library.cache_clear()
+    native.join()
+    native._LIBS.clear()
     native._kernels.cache_clear()
     yield monkeypatch
-    native._library.cache_clear()
+    native._pending.clear()
+    native._failed.clear()
+    native._LIBS.clear()
     native._kernels.cache_clear()
 
 
@@ -73,6 +76,27 @@ def test_missing_compiler_is_one_line(fresh_build: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"^search_step=fused builds its CPU kernels with a C compiler and "
                        r"none is on PATH \(install gcc, set CC, or use trainer.search_step=eager\)$"):
         native.build()
+
+
+def test_background_build_reports_its_error_when_joined(fresh_build: pytest.MonkeyPatch) -> None:
+    """The sweep pre-check starts the build and composes its jobs meanwhile: the error comes at join()."""
+    fresh_build.setenv("CC", "no-such-cc")
+    native.build(wait=False)
+    with pytest.raises(ConfigError, match="none is on PATH"):
+        native.join()
+    native.join()  # reported once
+
+
+def test_each_precision_is_built_at_its_first_use(fresh_build: pytest.MonkeyPatch) -> None:
+    """build() compiles the float32 kernels, what a search step runs; float64 ones come when first used."""
+    native.build(wait=False)
+    native.build()
+    assert list(native._LIBS) == ["f32"]
+    x = torch.tensor([-1.0, 0.5, 7.0], dtype=torch.float64)
+    hi, level = torch.tensor([6.0]), torch.tensor(255.0)  # float32 clips: converted for the kernel
+    expected = fixed_pact(x, hi.double(), level.double())
+    assert torch.equal(native.NativePact.apply(x, None, hi, level), expected)
+    assert sorted(native._LIBS) == ["f32", "f64"]
 
 
 def test_failing_compiler_is_one_line(fresh_build: pytest.MonkeyPatch, tmp_path: Path) -> None:
