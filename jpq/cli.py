@@ -183,7 +183,17 @@ def _search(argv: list[str]) -> int:
 
     sys.argv = ["jpq search", *argv]
     app()
+    _stop_idle_workers()
     return 0
+
+
+def _stop_idle_workers() -> None:
+    """Stop the joblib launcher's worker processes once the sweep is done (they are idle): otherwise
+    the interpreter's exit waits about a second for each to wind down."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
 
 
 def _cost(argv: list[str]) -> int:
