@@ -43,8 +43,8 @@ CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-
           "-shared", "-fPIC")
 _SRC = Path(__file__).with_name("native.c")
 _TYPES = {
-    torch.float32: ("f32", ctypes.c_float, np.float32),
-    torch.float64: ("f64", ctypes.c_double, np.float64),
+    torch.float32: ("f32", ctypes.c_float),
+    torch.float64: ("f64", ctypes.c_double),
 }
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
@@ -136,7 +136,7 @@ def _build_in_background() -> None:
 
 @functools.cache
 def _kernels(dtype: torch.dtype) -> dict[str, Any]:
-    sfx, t, _ = _TYPES[dtype]
+    sfx, t = _TYPES[dtype]
     sig = {
         "pact_fwd": (_P, _P, _I64, _P, _P, _P, _I),
         "pact_bwd": (_P, _P, _P, _I64, _P, _P, _P, _I),  # sums: two T values
@@ -277,7 +277,6 @@ class NativeLayerParams(torch.autograd.Function):
         )
         return (grad_w, grad_b, grad_theta, grad_sa if need[3] else None,
                 None, None, None, None)
-
 
 
 class NetPlan:

@@ -136,7 +136,6 @@ class GroupAct(nn.Module):
         return x if act is None else act(x)
 
 
-
 def weight_side_ahead(layers: list[SearchLayer]) -> list[ActQuantizer]:
     """Compute every layer's ``(W_eff, b_eff)`` of the coming forward pass in one native call
     (:class:`jpq.quant.native.NativeNetParams`) and leave each on its layer (``step_params``).
