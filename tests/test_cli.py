@@ -223,6 +223,47 @@ def test_parallel_sweep_trains_warmup_once(tmp_path: Path) -> None:
     assert log.count("(joblib n_jobs=2); device: cpu") == 3  # each job its share of the cores
 
 
+WORKER_CHECK = """
+import os, sys
+import torch
+from joblib import Parallel, delayed
+from jpq.cli import _fork_workers_from_server
+
+def job(i):
+    preloaded = "jpq.pipeline" in sys.modules and "jpq.pareto.plot" in sys.modules
+    torch.set_num_threads(2)  # OpenMP's pool in a process forked after it ran would hang here
+    a = torch.ones(600, 600)
+    total = float((a @ a).sum())
+    return preloaded, os.getppid() != MAIN, total
+
+MAIN = os.getpid()
+_fork_workers_from_server(sys.argv[1:])
+torch.set_num_threads(2)
+a = torch.ones(600, 600)
+assert float((a @ a).sum()) == 600.0 ** 3  # this process runs OpenMP before the workers start
+print(Parallel(n_jobs=2, backend="loky")(delayed(job)(i) for i in range(2)))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers fork from a server process on Linux only")
+def test_joblib_workers_fork_from_a_server_that_imported_jpq(tmp_path: Path) -> None:
+    """Under the joblib launcher the workers fork from a server process that imported PyTorch and jpq and
+    ran no op: they start with jpq imported, and their own thread pools work although the process that
+    launched them ran a parallel op (a process forked from it would hang at its first one)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER_CHECK, "-m", "hydra/launcher=joblib"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"[(True, True, {600.0**3}), (True, True, {600.0**3})]"
+    # without the joblib launcher on the command line the workers start as joblib starts them
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER_CHECK, "-m"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"[(False, False, {600.0**3}), (False, False, {600.0**3})]"
+
+
 @pytest.mark.parametrize(
     "overrides,target",
     [
