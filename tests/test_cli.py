@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -250,18 +251,23 @@ def test_joblib_workers_fork_from_a_server_that_imported_jpq(tmp_path: Path) -> 
     """Under the joblib launcher the workers fork from a server process that imported PyTorch and jpq and
     ran no op: they start with jpq imported, and their own thread pools work although the process that
     launched them ran a parallel op (a process forked from it would hang at its first one)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER_CHECK, "-m", "hydra/launcher=joblib"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == f"[(True, True, {600.0**3}), (True, True, {600.0**3})]"
+    def check(*argv: str) -> str:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER_CHECK, *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+            proc.communicate()
+            pytest.fail("the workers hung at their first parallel op")
+        assert proc.returncode == 0, err[-2000:]
+        return out.strip()
+
+    assert check("-m", "hydra/launcher=joblib") == f"[(True, True, {600.0**3}), (True, True, {600.0**3})]"
     # without the joblib launcher on the command line the workers start as joblib starts them
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER_CHECK, "-m"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == f"[(False, False, {600.0**3}), (False, False, {600.0**3})]"
+    assert check("-m") == f"[(False, False, {600.0**3}), (False, False, {600.0**3})]"
 
 
 @pytest.mark.parametrize(
