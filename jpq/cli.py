@@ -204,8 +204,6 @@ def _fork_workers_from_server(argv: list[str]) -> None:
     ``hydra.launcher.n_jobs=1`` (joblib then runs the jobs in this process); a joblib launcher chosen in
     a config file starts its workers as joblib does.
     """
-    import multiprocessing
-
     if (
         sys.platform != "linux"
         or not any(a in ("-m", "--multirun") for a in argv)
@@ -213,6 +211,7 @@ def _fork_workers_from_server(argv: list[str]) -> None:
         or "hydra.launcher.n_jobs=1" in argv
     ):
         return
+    import multiprocessing
     from multiprocessing import forkserver
 
     from joblib.externals.loky.backend import context
